@@ -1,0 +1,176 @@
+"""The one decorator core: turns a `begin(args, kwargs) -> Call` description into a wrapper for any callable.
+
+The callable's kind (coroutine function, async generator, generator, plain) is decided once, at decoration.
+For generators the span stays open across the whole iteration but is the *current* span only while the
+generator's own code runs: each step attaches and detaches the context around it. A context attached at
+one `yield` and detached at another would fail ("Failed to detach context") whenever the consumer switches
+tasks or closes the stream early.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from typing import Any, Protocol, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, set_span_in_context
+
+__all__ = ["Begin", "Call", "wrap"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Call(Protocol):
+    """One in-progress call: its span, and how to finish it."""
+
+    span: Span
+
+    def finish(self, result: object, error: BaseException | None) -> None:
+        """End the call with its result or the exception it raised (never raises)."""
+
+
+Begin = Callable[[tuple[Any, ...], dict[str, Any]], Call]
+
+
+def wrap(func: F, begin: Begin) -> F:
+    """Wrap `func` so that each call runs inside `begin(args, kwargs)`'s span and is finished with its outcome.
+
+    Works on plain functions, coroutine functions, generator and async-generator functions, and on
+    `classmethod` / `staticmethod` objects (the decorator may sit above or below them).
+    """
+    if isinstance(func, (classmethod, staticmethod)):
+        inner = cast("classmethod[Any, ..., Any] | staticmethod[..., Any]", func).__func__
+        return cast("F", type(func)(wrap(inner, begin)))  # pyright: ignore[reportUnknownArgumentType]
+    if inspect.isasyncgenfunction(func):
+        return cast("F", _wrap_async_generator(func, begin))
+    if inspect.isgeneratorfunction(func):
+        return cast("F", _wrap_generator(func, begin))
+    if _is_coroutine_callable(func):
+        return cast("F", _wrap_coroutine(func, begin))
+    return cast("F", _wrap_plain(func, begin))
+
+
+def _is_coroutine_callable(func: Callable[..., Any]) -> bool:
+    # inspect sees through functools.partial; an object whose __call__ is async counts too.
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - we want the method, not a callability test
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _wrap_plain(func: Callable[..., Any], begin: Begin) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = begin(args, kwargs)
+        token = otel_context.attach(set_span_in_context(call.span))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as error:
+            call.finish(None, error)
+            raise
+        finally:
+            otel_context.detach(token)
+        call.finish(result, None)
+        return result
+
+    return wrapper
+
+
+def _wrap_coroutine(func: Callable[..., Coroutine[Any, Any, Any]], begin: Begin) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = begin(args, kwargs)
+        token = otel_context.attach(set_span_in_context(call.span))
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as error:
+            call.finish(None, error)
+            raise
+        finally:
+            otel_context.detach(token)
+        call.finish(result, None)
+        return result
+
+    return wrapper
+
+
+def _in_span(ctx: otel_context.Context, step: Callable[..., Any], *args: Any) -> Any:
+    token = otel_context.attach(ctx)
+    try:
+        return step(*args)
+    finally:
+        otel_context.detach(token)
+
+
+def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        call = begin(args, kwargs)
+        ctx = set_span_in_context(call.span)
+        generator: Generator[Any, Any, Any] | None = None
+        try:
+            generator = _in_span(ctx, lambda: func(*args, **kwargs))
+            value = _in_span(ctx, next, generator)
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    raise
+                except BaseException as thrown:  # thrown in by the consumer: hand it to the generator
+                    value = _in_span(ctx, generator.throw, thrown)
+                else:
+                    value = _in_span(ctx, generator.send, sent)
+        except StopIteration as stop:
+            call.finish(stop.value, None)
+            return stop.value
+        except GeneratorExit:
+            if generator is not None:
+                _in_span(ctx, generator.close)
+            call.finish(None, None)  # closed early by the consumer: not an error
+            raise
+        except BaseException as error:
+            call.finish(None, error)
+            raise
+
+    return wrapper
+
+
+def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: Begin) -> Callable[..., Any]:
+    async def in_span(ctx: otel_context.Context, step: Callable[..., Any], *args: Any) -> Any:
+        token = otel_context.attach(ctx)
+        try:
+            return await step(*args)
+        finally:
+            otel_context.detach(token)
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        call = begin(args, kwargs)
+        ctx = set_span_in_context(call.span)
+        generator: AsyncGenerator[Any, Any] | None = None
+        try:
+            generator = _in_span(ctx, lambda: func(*args, **kwargs))
+            value = await in_span(ctx, generator.__anext__)
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    raise
+                except BaseException as thrown:
+                    value = await in_span(ctx, generator.athrow, thrown)
+                else:
+                    value = await in_span(ctx, generator.asend, sent)
+        except StopAsyncIteration:
+            call.finish(None, None)
+        except GeneratorExit:
+            if generator is not None:
+                await in_span(ctx, generator.aclose)
+            call.finish(None, None)
+            raise
+        except BaseException as error:
+            call.finish(None, error)
+            raise
+
+    return wrapper

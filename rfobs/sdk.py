@@ -1,0 +1,389 @@
+"""`rfobs.init()` and `rfobs.shutdown()`: build the OpenTelemetry providers from settings and install them."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rfobs._drops import drops
+from rfobs._settings_model import Settings
+from rfobs.config import load_config
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.trace import Tracer
+
+    from rfobs._processor import BoundedBatchSpanProcessor
+
+__all__ = ["Telemetry", "get_settings", "init", "shutdown"]
+
+_log = logging.getLogger("rfobs")
+_lock = threading.Lock()
+_active: Telemetry | None = None
+
+
+class Telemetry:
+    """The handle `rfobs.init()` returns: the installed providers, and how to flush and shut them down.
+
+    Attributes:
+        settings: The validated settings in effect.
+        tracer: rfobs's tracer on the installed provider.
+        meter: rfobs's meter on the installed provider.
+        metrics_url: Where Prometheus can scrape, or None when the endpoint is off or could not start.
+        trace_file: The local trace file on the embedded default, else None.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: TracerProvider | None,
+        span_processor: BoundedBatchSpanProcessor | None,
+        meter_provider: MeterProvider | None,
+        logger_provider: LoggerProvider | None,
+        closers: list[Callable[[], None]],
+        metrics_url: str | None,
+    ) -> None:
+        from opentelemetry import metrics, trace
+
+        from rfobs._version import __version__
+
+        self.settings = settings
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.logger_provider = logger_provider
+        self.metrics_url = metrics_url
+        self.trace_file = settings.tracing.file_path if settings.trace_exporter == "file" and tracer_provider else None
+        self.tracer: Tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("rfobs", __version__)
+        self.meter: Meter = (meter_provider or metrics.get_meter_provider()).get_meter("rfobs", __version__)
+        self._span_processor = span_processor
+        self._closers = closers
+        self._shut = False
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        """Export everything recorded so far. Returns False if that did not finish within `timeout` seconds."""
+        deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
+        done = True
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is not None:
+                millis = max(0, int((deadline - time.monotonic()) * 1000))
+                done = _run_before(deadline, lambda p=provider, m=millis: p.force_flush(m)) and done  # type: ignore[misc]
+        return done
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop every provider within one deadline shared by all of them.
+
+        Args:
+            timeout: Seconds for the whole shutdown. Default: `sdk.shutdown_timeout`.
+
+        Returns:
+            True if everything was delivered in time; False if the deadline ran out (what was left is counted
+            in the `telemetry.dropped` metric).
+        """
+        global _active
+        with _lock:
+            if self._shut:
+                return True
+            self._shut = True
+            if _active is self:
+                _active = None
+        atexit.unregister(self._exit_flush)
+        deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
+        complete = True
+        if self._span_processor is not None:
+            complete = self._span_processor.shutdown_before(deadline)
+        if self.tracer_provider is not None:
+            complete = _run_before(deadline, self.tracer_provider.shutdown) and complete
+        if self.meter_provider is not None:
+            millis = max(0.0, (deadline - time.monotonic()) * 1000)
+            complete = _run_before(deadline, lambda: self.meter_provider.shutdown(timeout_millis=millis)) and complete  # type: ignore[union-attr]
+        if self.logger_provider is not None:
+            complete = _run_before(deadline, self.logger_provider.shutdown) and complete
+        for close in self._closers:
+            close()
+        return complete
+
+    def _exit_flush(self) -> None:
+        self.shutdown()
+
+
+def init(env: str | None = None, **overrides: Any) -> Telemetry:
+    """Read the settings, build and install the OpenTelemetry providers, and start the exporters.
+
+    Safe to call twice: the second call warns and returns the same handle.
+
+    Args:
+        env: `development`, `staging` or `production`; default `RFOBS_ENV`, else `development`.
+        **overrides: Settings that win over files and environment, as `group__key=value` or
+            `group={"key": value}`.
+
+    Returns:
+        The handle: `tracer`, `meter`, `force_flush()`, `shutdown(timeout=)`.
+
+    Raises:
+        ConfigError: A setting is invalid (all problems are listed).
+
+    Example:
+        >>> import rfobs
+        >>> telemetry = rfobs.init(service__name="researcher", metrics__prometheus_port=0)  # doctest: +SKIP
+        >>> telemetry.shutdown(timeout=2)  # doctest: +SKIP
+        True
+    """
+    global _active
+    with _lock:
+        if _active is not None:
+            warnings.warn(
+                "rfobs.init() was already called; returning the existing handle (call rfobs.shutdown() first to "
+                "re-initialise with other settings)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return _active
+        settings = load_config(env, overrides=overrides)
+        _active = _build(settings)
+        atexit.register(_active._exit_flush)
+        return _active
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Shut down what `rfobs.init()` installed. True when there was nothing to do or all was delivered."""
+    handle = _active
+    return True if handle is None else handle.shutdown(timeout)
+
+
+def active_settings() -> Settings | None:
+    """The settings of the active `init()`, or None before it."""
+    handle = _active
+    return handle.settings if handle is not None else None
+
+
+def get_settings() -> Settings:
+    """The settings in effect: those of the active `init()`, else freshly loaded ones."""
+    handle = _active
+    return handle.settings if handle is not None else load_config()
+
+
+def _reset_for_tests() -> None:
+    """Shut down and forget the active handle (used by `rfobs.testing`)."""
+    global _active
+    handle, _active = _active, None
+    if handle is not None:
+        handle.shutdown(timeout=1.0)
+
+
+def _build(settings: Settings) -> Telemetry:
+    if settings.sdk.disabled:
+        return Telemetry(settings, None, None, None, None, [], None)
+    if settings.logging.enabled:
+        from rfobs.logs import setup_logging
+
+        setup_logging(settings.logging.level, settings.logging.format == "json")
+    resource = _resource(settings)
+    closers: list[Callable[[], None]] = []
+    meter_provider, metrics_url = (
+        _meter_provider(settings, resource, closers) if settings.metrics.enabled else (None, None)
+    )
+    tracer_provider, processor = _tracer_provider(settings, resource) if settings.tracing.enabled else (None, None)
+    logger_provider = _logger_provider(settings, resource, closers)
+    return Telemetry(settings, tracer_provider, processor, meter_provider, logger_provider, closers, metrics_url)
+
+
+def _resource(settings: Settings) -> Resource:
+    import os
+    import platform
+    import socket
+    import sys
+    from importlib.metadata import version
+
+    from opentelemetry.sdk.resources import Resource
+
+    from rfobs._version import __version__
+
+    # Built by hand rather than with Resource.create(): that also reads OTEL_* variables itself, and
+    # config.py is the one place that reads the environment. Command-line arguments are left out on purpose:
+    # agents are often started with API keys on the command line.
+    attributes: dict[str, str | int] = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": version("opentelemetry-sdk"),
+        "telemetry.distro.name": "rfobs",
+        "telemetry.distro.version": __version__,
+        "host.name": socket.gethostname(),
+        "os.type": sys.platform,
+        "process.pid": os.getpid(),
+        "process.runtime.name": sys.implementation.name,
+        "process.runtime.version": platform.python_version(),
+        "process.executable.name": os.path.basename(sys.executable),
+        **settings.service.resource_attributes,
+        "service.name": settings.service.name,
+        "service.version": settings.service.version,
+        "deployment.environment.name": settings.deployment_environment,
+    }
+    return Resource(attributes)
+
+
+def _sampler(settings: Settings) -> Sampler:
+    from opentelemetry.sdk.trace import sampling
+
+    ratio = settings.tracing.sampler_ratio
+    samplers: dict[str, Callable[[], Sampler]] = {
+        "always_on": lambda: sampling.ALWAYS_ON,
+        "always_off": lambda: sampling.ALWAYS_OFF,
+        "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
+        "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": lambda: sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
+    }
+    return samplers[settings.tracing.sampler]()
+
+
+def _tracer_provider(settings: Settings, resource: Resource) -> tuple[TracerProvider, BoundedBatchSpanProcessor | None]:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+
+    from rfobs._processor import BoundedBatchSpanProcessor
+    from rfobs.exporters import span_exporter
+
+    tracing = settings.tracing
+    limits = SpanLimits(
+        max_span_attributes=tracing.max_attributes,
+        max_event_attributes=tracing.max_attributes,
+        max_link_attributes=tracing.max_attributes,
+        max_attribute_length=tracing.max_attribute_length,
+    )
+    provider = TracerProvider(resource=resource, sampler=_sampler(settings), span_limits=limits)
+    processor = None
+    if (exporter := span_exporter(settings)) is not None:
+        processor = BoundedBatchSpanProcessor(
+            exporter,
+            drops,
+            max_queue_size=tracing.max_queue_size,
+            max_export_batch_size=tracing.max_export_batch_size,
+            schedule_delay=tracing.schedule_delay,
+        )
+        provider.add_span_processor(processor)
+    _install(trace.set_tracer_provider, trace.get_tracer_provider, trace.ProxyTracerProvider, provider)
+    return provider, processor
+
+
+def _meter_provider(
+    settings: Settings, resource: Resource, closers: list[Callable[[], None]]
+) -> tuple[MeterProvider, str | None]:
+    from opentelemetry import metrics
+    from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+
+    readers: list[MetricReader] = []
+    metrics_url = None
+    if settings.metrics.prometheus_enabled:
+        reader, metrics_url = _prometheus_reader(settings, closers)
+        readers.append(reader)
+    if settings.metrics.otlp_export and settings.otlp.endpoint:
+        from rfobs.exporters import metric_exporter
+
+        readers.append(
+            PeriodicExportingMetricReader(
+                metric_exporter(settings.otlp),
+                export_interval_millis=settings.metrics.export_interval * 1000,
+                export_timeout_millis=settings.otlp.timeout * 1000,
+            )
+        )
+    provider = MeterProvider(metric_readers=readers, resource=resource)
+    drops.register(provider.get_meter("rfobs"), settings.metrics.namespace)
+    _install(metrics.set_meter_provider, metrics.get_meter_provider, _ProxyMeterProvider, provider)
+    return provider, metrics_url
+
+
+def _prometheus_reader(settings: Settings, closers: list[Callable[[], None]]) -> tuple[Any, str | None]:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    # A registry of our own: prometheus_client's global one would show a second init()'s series twice.
+    registry = CollectorRegistry(auto_describe=True)
+    reader = PrometheusMetricReader(registry=registry)
+    host, port = settings.metrics.prometheus_host, settings.metrics.prometheus_port
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        warnings.warn(
+            f"rfobs: cannot serve /metrics on {host}:{port} ({error.strerror or error}); set "
+            "metrics.prometheus_port (RFOBS_METRICS__PROMETHEUS_PORT) to a free port, or 0 for any. "
+            "Metrics are still recorded; traces and logs are unaffected.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return reader, None
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(1.0)
+
+    closers.append(close)
+    shown_host = f"[{host}]" if ":" in host else host
+    return reader, f"http://{shown_host}:{server.server_port}/metrics"
+
+
+def _logger_provider(
+    settings: Settings, resource: Resource, closers: list[Callable[[], None]]
+) -> LoggerProvider | None:
+    if not (settings.otlp.endpoint and settings.logging.otlp_export):
+        return None
+    from opentelemetry import _logs
+    from opentelemetry._logs._internal import ProxyLoggerProvider
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from rfobs.exporters import log_exporter
+    from rfobs.logs import OtelLogHandler
+
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter(settings.otlp)))
+    _install(_logs.set_logger_provider, _logs.get_logger_provider, ProxyLoggerProvider, provider)
+    handler = OtelLogHandler(provider)
+    logging.getLogger().addHandler(handler)
+    closers.append(lambda: logging.getLogger().removeHandler(handler))
+    return provider
+
+
+def _install(
+    set_global: Callable[[Any], None], get_global: Callable[[], Any], placeholder: type, provider: Any
+) -> None:
+    """Install `provider` globally unless another library already did (OTel globals are set-once)."""
+    current = get_global()
+    if not isinstance(current, placeholder):
+        warnings.warn(
+            f"rfobs: a global {type(current).__name__} is already installed; rfobs decorators report to it, "
+            "and rfobs's own provider is used only through the handle",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        return
+    set_global(provider)
+
+
+def _run_before(deadline: float, action: Callable[[], object]) -> bool:
+    """Run `action` in a daemon thread and wait for it until `deadline`; False if it failed or ran out."""
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action() is not False)
+        except Exception:
+            _log.warning("rfobs: error while flushing or shutting down telemetry", exc_info=True)
+            outcome.append(False)
+
+    worker = threading.Thread(target=run, name="rfobs-shutdown", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    return bool(outcome) and outcome[0]

@@ -1,0 +1,212 @@
+"""Test your agent's telemetry: a pytest fixture that installs real SDK providers with in-memory exporters.
+
+Installed as a pytest plugin with rfobs, so the fixture needs no import::
+
+    def test_search_is_traced(capture):
+        search("llm agents")
+        assert [s["name"] for s in capture.spans()] == ["researcher.search"]
+        assert capture.metric("researchflow_agents.agent_tasks") == [
+            {"attributes": {"agent": "researcher", "task": "search", "status": "success"}, "value": 1}
+        ]
+
+Span and trace ids are deterministic (1, 2, 3, ... in creation order), OpenTelemetry's global providers are
+reset before and after each test, and a span still open when the test ends fails it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+# rfobs's own modules are imported inside the functions: this module loads as a pytest plugin, before
+# coverage starts measuring, and importing rfobs here would hide its module-level lines from coverage.
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+__all__ = ["Capture", "capture", "reset_global_telemetry"]
+
+
+class Capture:
+    """What the code under test recorded, as plain dicts.
+
+    Attributes:
+        exporter: The in-memory span exporter (finished spans).
+        reader: The in-memory metric reader.
+        tracer_provider: The installed tracer provider.
+        meter_provider: The installed meter provider.
+    """
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter: InMemorySpanExporter = InMemorySpanExporter()
+        self.reader: InMemoryMetricReader = InMemoryMetricReader()
+        resource = Resource({"service.name": "rfobs-test"})
+        self._open = _OpenSpans()
+        self.tracer_provider: TracerProvider = TracerProvider(resource=resource, id_generator=_SequentialIds())
+        self.tracer_provider.add_span_processor(self._open)
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.meter_provider: MeterProvider = MeterProvider(metric_readers=[self.reader], resource=resource)
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Finished spans in the order they ended: name, ids, parent, kind, status, attributes, events."""
+        return [span_as_dict(span) for span in self.exporter.get_finished_spans()]
+
+    def metrics(self) -> dict[str, list[dict[str, Any]]]:
+        """Every metric's data points by metric name, collected now."""
+        collected: dict[str, list[dict[str, Any]]] = {}
+        data = self.reader.get_metrics_data()
+        for resource_metrics in data.resource_metrics if data else []:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points = collected.setdefault(metric.name, [])
+                    points.extend(_point_as_dict(point) for point in metric.data.data_points)
+        return collected
+
+    def metric(self, name: str) -> list[dict[str, Any]]:
+        """Data points of one metric (an empty list if it recorded nothing)."""
+        return self.metrics().get(name, [])
+
+    def open_spans(self) -> list[str]:
+        """Names of spans started but not ended."""
+        return self._open.names()
+
+
+def span_as_dict(span: ReadableSpan) -> dict[str, Any]:
+    """A span as a plain dict, without timestamps; ids as small integers (deterministic under `capture`)."""
+    parent = span.parent.span_id if span.parent is not None else None
+    return {
+        "name": span.name,
+        "trace_id": span.context.trace_id,
+        "span_id": span.context.span_id,
+        "parent_id": parent,
+        "kind": span.kind.name,
+        "status": {"code": span.status.status_code.name, "description": span.status.description},
+        "attributes": dict(span.attributes or {}),
+        "events": [
+            {
+                "name": event.name,
+                "attributes": {k: v for k, v in (event.attributes or {}).items() if k != "exception.stacktrace"},
+            }
+            for event in span.events
+        ],
+    }
+
+
+def _point_as_dict(point: Any) -> dict[str, Any]:
+    attributes = dict(point.attributes or {})
+    if hasattr(point, "bucket_counts"):
+        return {
+            "attributes": attributes,
+            "count": point.count,
+            "sum": point.sum,
+            "bucket_counts": list(point.bucket_counts),
+            "explicit_bounds": list(point.explicit_bounds),
+        }
+    return {"attributes": attributes, "value": point.value}
+
+
+def reset_global_telemetry() -> None:
+    """Forget rfobs's `init()` and OpenTelemetry's global providers, so the next test can install its own.
+
+    OpenTelemetry's globals are set-once by design; tests are the one place that must undo them, which means
+    touching the API's private state.
+    """
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.metrics import _internal as metrics_internal
+    from opentelemetry.util._once import Once
+
+    from rfobs import sdk
+
+    sdk._reset_for_tests()  # pyright: ignore[reportPrivateUsage]
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # pyright: ignore[reportPrivateUsage]
+    trace._TRACER_PROVIDER = None  # pyright: ignore[reportPrivateUsage]
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()  # pyright: ignore[reportPrivateUsage]
+    metrics_internal._METER_PROVIDER = None  # pyright: ignore[reportPrivateUsage]
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # pyright: ignore[reportPrivateUsage]
+    logs_internal._LOGGER_PROVIDER = None  # pyright: ignore[reportPrivateUsage]
+    del _logs, metrics
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    """Install real SDK providers with in-memory exporters for one test; yield what they record."""
+    from opentelemetry import metrics, trace
+
+    reset_global_telemetry()
+    captured = Capture()
+    trace.set_tracer_provider(captured.tracer_provider)
+    metrics.set_meter_provider(captured.meter_provider)
+    try:
+        yield captured
+        left_open = captured.open_spans()
+        assert not left_open, f"spans never ended: {left_open}"
+    finally:
+        captured.tracer_provider.shutdown()
+        captured.meter_provider.shutdown()
+        reset_global_telemetry()
+
+
+class _SequentialIds(IdGenerator):
+    """Trace and span ids 1, 2, 3, ... so tests can state them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._trace = 0
+        self._span = 0
+
+    def generate_span_id(self) -> int:
+        with self._lock:
+            self._span += 1
+            return self._span
+
+    def generate_trace_id(self) -> int:
+        with self._lock:
+            self._trace += 1
+            return self._trace
+
+
+class _OpenSpans(SpanProcessor):
+    """A span processor that remembers which spans have started and not yet ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, str] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        with self._lock:
+            self._open[span.context.span_id] = span.name
+
+    def _on_ending(self, span: Span) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self._open.pop(span.context.span_id, None)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._open.values())
