@@ -116,7 +116,7 @@ def _choice(*options: str, aliases: Mapping[str, str] | None = None, upper: bool
 
 def _optional(parse: Parser) -> Parser:
     def parse_optional(value: Any) -> Any:
-        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "null"}):
             return None
         return parse(value)
 

@@ -315,9 +315,13 @@ def _display(key: str, value: Any) -> str:
     """Repr of a value for messages and `config show`, with secrets redacted."""
     if isinstance(value, Secret) or (is_secret_key(key) and value not in (None, "", {})):
         return repr(REDACTED)
-    if key.endswith("headers") and isinstance(value, (Mapping, str)):
-        names = list(value) if isinstance(value, Mapping) else [p.partition("=")[0].strip() for p in value.split(",")]  # pyright: ignore[reportUnknownArgumentType]
-        return "{" + ", ".join(f"{n!r}: {REDACTED!r}" for n in names if n) + "}"  # pyright: ignore[reportUnknownVariableType]
+    if key.endswith("headers") and isinstance(value, str):
+        pairs = [p for p in value.split(",") if p.strip()]
+        if not all("=" in p for p in pairs):
+            return repr(REDACTED)  # a malformed pair may be a bare token: show nothing of it
+        value = {p.partition("=")[0].strip(): REDACTED for p in pairs}
+    if key.endswith("headers") and isinstance(value, Mapping):
+        return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in value) + "}"  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
     if isinstance(value, Mapping):
         return repr(dict(value))  # pyright: ignore[reportUnknownArgumentType]
     return repr(value)

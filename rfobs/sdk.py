@@ -98,18 +98,19 @@ class Telemetry:
                 _active = None
         atexit.unregister(self._exit_flush)
         deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
+        # Closing the /metrics server waits for its poll loop (up to 0.5 s): overlap it with the flushes.
+        closing = _start(lambda: [close() for close in self._closers])
         complete = True
         if self._span_processor is not None:
             complete = self._span_processor.shutdown_before(deadline)
         if self.tracer_provider is not None:
             complete = _run_before(deadline, self.tracer_provider.shutdown) and complete
-        if self.meter_provider is not None:
-            millis = max(0.0, (deadline - time.monotonic()) * 1000)
-            complete = _run_before(deadline, lambda: self.meter_provider.shutdown(timeout_millis=millis)) and complete  # type: ignore[union-attr]
+        if (meter_provider := self.meter_provider) is not None:
+            millis = max(1.0, (deadline - time.monotonic()) * 1000)
+            complete = _run_before(deadline, lambda: meter_provider.shutdown(timeout_millis=millis)) and complete
         if self.logger_provider is not None:
             complete = _run_before(deadline, self.logger_provider.shutdown) and complete
-        for close in self._closers:
-            close()
+        closing.join(max(0.0, deadline - time.monotonic()))
         return complete
 
     def _exit_flush(self) -> None:
@@ -372,18 +373,27 @@ def _install(
     set_global(provider)
 
 
+def _start(action: Callable[[], object]) -> threading.Thread:
+    worker = threading.Thread(target=action, name="rfobs-shutdown", daemon=True)
+    worker.start()
+    return worker
+
+
 def _run_before(deadline: float, action: Callable[[], object]) -> bool:
-    """Run `action` in a daemon thread and wait for it until `deadline`; False if it failed or ran out."""
+    """Run `action` in a daemon thread and wait for it until `deadline`; False if it failed or ran out.
+
+    A thread still running at the deadline is abandoned, not waited for: it is a daemon and cannot hold
+    the process open.
+    """
     outcome: list[bool] = []
 
     def run() -> None:
         try:
             outcome.append(action() is not False)
-        except Exception:
-            _log.warning("rfobs: error while flushing or shutting down telemetry", exc_info=True)
+        except Exception as error:  # noqa: BLE001 - shutting down must not raise into the agent
+            _log.warning("rfobs: telemetry did not flush or shut down cleanly: %s", error)
+            _log.debug("rfobs: shutdown failure", exc_info=True)
             outcome.append(False)
 
-    worker = threading.Thread(target=run, name="rfobs-shutdown", daemon=True)
-    worker.start()
-    worker.join(max(0.0, deadline - time.monotonic()))
+    _start(run).join(max(0.0, deadline - time.monotonic()))
     return bool(outcome) and outcome[0]

@@ -1,0 +1,98 @@
+"""A collector that is down never reaches user code, and shutdown keeps its deadline with spans pending."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+import rfobs
+from rfobs._drops import drops
+
+pytestmark = pytest.mark.usefixtures("clean_globals")
+
+PENDING = 2000
+
+
+def refused_endpoint() -> str:
+    """An address where nothing listens: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def hanging_endpoint() -> Iterator[str]:
+    """A server that accepts connections and reads, but never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(2)
+        for connection in accepted:
+            connection.close()
+        server.close()
+
+
+def run_workload_then_shutdown(endpoint: str, protocol: str) -> tuple[bool, float, int]:
+    telemetry = rfobs.init(
+        otlp__endpoint=endpoint,
+        otlp__protocol=protocol,
+        tracing__max_queue_size=4096,
+        tracing__schedule_delay=0.05,
+        metrics__prometheus_port=0,
+        logging__enabled=False,
+    )
+
+    @rfobs.api_call("llm", "chat")
+    def call(i: int) -> int:
+        return i
+
+    before = drops.get("spans")
+    for i in range(PENDING):
+        assert call(i) == i  # never raises into user code
+    started = time.monotonic()
+    delivered = telemetry.shutdown(timeout=2)
+    elapsed = time.monotonic() - started
+    return delivered, elapsed, drops.get("spans") - before
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_refusing_collector_shutdown_keeps_deadline_and_counts_spans(protocol: str) -> None:
+    delivered, elapsed, dropped = run_workload_then_shutdown(refused_endpoint(), protocol)
+    assert delivered is False
+    assert elapsed <= 2.2
+    assert dropped == PENDING
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_hanging_collector_shutdown_keeps_deadline_and_counts_spans(protocol: str) -> None:
+    with hanging_endpoint() as endpoint:
+        delivered, elapsed, dropped = run_workload_then_shutdown(endpoint, protocol)
+    assert delivered is False
+    assert elapsed <= 2.2
+    assert dropped == PENDING
