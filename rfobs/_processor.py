@@ -76,7 +76,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a finished, sampled span; drop and count it when the queue is full or shut."""
-        if not span.context.trace_flags.sampled:
+        # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
+        if span.context is None or not span.context.trace_flags.sampled:
             return
         if self._stopping:
             self._drops.add(_SIGNAL, "after_shutdown")

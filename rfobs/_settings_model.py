@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rfobs._secrets import Secret
 
@@ -140,8 +140,9 @@ def _url(value: Any) -> str:
 def _pairs(value: Any) -> dict[str, str]:
     """A mapping given as a table/dict or as the OTel `key=value,key2=value2` string (values URL-decoded)."""
     allowed = "a table of strings or 'key=value,key2=value2'"
+    items: list[tuple[object, object]]
     if isinstance(value, Mapping):
-        items = list(value.items())  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+        items = list(cast("Mapping[object, object]", value).items())
     elif isinstance(value, str):
         items = []
         for pair in filter(None, (p.strip() for p in value.split(","))):

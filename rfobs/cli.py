@@ -68,8 +68,8 @@ def _positive_int(text: str) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    from rfobs.config import describe_settings, load_config  # noqa: PLC0415
-    from rfobs.exceptions import ConfigError  # noqa: PLC0415
+    from rfobs.config import describe_settings, load_config
+    from rfobs.exceptions import ConfigError
 
     try:
         rows = describe_settings(load_config(args.env))
@@ -89,8 +89,8 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _config_validate(args: argparse.Namespace) -> int:
-    from rfobs.config import load_config  # noqa: PLC0415
-    from rfobs.exceptions import ConfigError  # noqa: PLC0415
+    from rfobs.config import load_config
+    from rfobs.exceptions import ConfigError
 
     try:
         settings = load_config(args.env)
@@ -102,12 +102,12 @@ def _config_validate(args: argparse.Namespace) -> int:
 
 
 def _traces(args: argparse.Namespace) -> int:
-    from rfobs.traceview import render_file  # noqa: PLC0415
+    from rfobs.traceview import render_file
 
     path = args.file
     if path is None:
-        from rfobs.config import load_config  # noqa: PLC0415
-        from rfobs.exceptions import ConfigError  # noqa: PLC0415
+        from rfobs.config import load_config
+        from rfobs.exceptions import ConfigError
 
         try:
             path = load_config().tracing.file_path
@@ -124,11 +124,11 @@ def _traces(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    import rfobs  # noqa: PLC0415
-    from rfobs.demo import DemoStats, run_demo  # noqa: PLC0415
-    from rfobs.exceptions import ConfigError  # noqa: PLC0415
+    import rfobs
+    from rfobs.demo import DemoStats, run_demo
+    from rfobs.exceptions import ConfigError
 
     try:
         telemetry = rfobs.init(args.env, service={"name": "research-agent-demo"}, logging={"enabled": False})

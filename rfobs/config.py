@@ -23,14 +23,14 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from rfobs._secrets import REDACTED, Secret, is_secret_key
 from rfobs._settings_model import ENVIRONMENTS, GROUPS, Invalid, Settings
 from rfobs.exceptions import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
-    from dynaconf import Dynaconf
+    from dynaconf import Dynaconf  # pyright: ignore[reportMissingTypeStubs]
 
 __all__ = ["describe_settings", "load_config"]
 
@@ -163,7 +163,7 @@ def _settings_files(explicit: Iterable[str | os.PathLike[str]] | None) -> tuple[
 
 def _read_dynaconf(files: list[Path], env: str, layers: _Layers) -> list[ConfigProblem]:
     """Layer the settings files (active environment over [default]) and RFOBS_* variables through Dynaconf."""
-    from dynaconf import Dynaconf
+    from dynaconf import Dynaconf  # pyright: ignore[reportMissingTypeStubs]
 
     problems: list[ConfigProblem] = []
     for path in files:
@@ -181,7 +181,8 @@ def _read_dynaconf(files: list[Path], env: str, layers: _Layers) -> list[ConfigP
             merge_enabled=True,
             load_dotenv=False,
         )
-        loaded: dict[str, Any] = {k.lower(): v for k, v in dynaconf.as_dict(env=env).items()}
+        as_dict = cast("dict[str, Any]", dynaconf.as_dict(env=env))
+        loaded: dict[str, Any] = {k.lower(): v for k, v in as_dict.items()}
     except Exception as error:
         where = ", ".join(str(p) for p in files) or "RFOBS_* environment"
         return [ConfigProblem("settings_files", repr(where), f"loadable settings ({type(error).__name__})", "dynaconf")]
@@ -198,8 +199,8 @@ def _read_dynaconf(files: list[Path], env: str, layers: _Layers) -> list[ConfigP
         if not isinstance(table, Mapping):
             problems.append(_unknown_or_misplaced(group, table, source))
             continue
-        for key, value in table.items():  # pyright: ignore[reportUnknownVariableType]
-            dotted = f"{group}.{str(key).lower()}"  # pyright: ignore[reportUnknownArgumentType]
+        for key, value in cast("Mapping[object, Any]", table).items():
+            dotted = f"{group}.{str(key).lower()}"
             if variable := env_keys.get(dotted):
                 # Dynaconf reads `1.10` as the float 1.1; keep the text and let the field's parser decide,
                 # unless it is a Dynaconf token (`@format ...`) that Dynaconf has already resolved.
@@ -238,10 +239,12 @@ def _parse_problem(path: Path) -> ConfigProblem | None:
 
 def _file_sources(dynaconf: Dynaconf, env: str) -> dict[str, str]:
     """Dotted key -> `file [section]` for each value a settings file supplied, last one winning."""
-    from dynaconf.utils.inspect import get_history
+    from dynaconf.utils.inspect import get_history  # pyright: ignore[reportMissingTypeStubs, reportUnknownVariableType]
 
     sources: dict[str, str] = {}
-    for entry in get_history(dynaconf):
+    # Dynaconf is untyped: each history entry is a plain dict (loader, identifier, env, value).
+    history = cast("list[dict[str, Any]]", get_history(dynaconf))
+    for entry in history:
         if entry.get("loader") in {"set_method", "env_global", "validation_default"}:
             continue
         if str(entry.get("env", "")).lower() not in {"default", "global", env}:
@@ -250,8 +253,8 @@ def _file_sources(dynaconf: Dynaconf, env: str) -> dict[str, str]:
         for group, table in dict(entry.get("value") or {}).items():
             sources[str(group).lower()] = where
             if isinstance(table, Mapping):
-                for key in table:  # pyright: ignore[reportUnknownVariableType]
-                    sources[f"{str(group).lower()}.{str(key).lower()}"] = where  # pyright: ignore[reportUnknownArgumentType]
+                for key in cast("Mapping[object, Any]", table):
+                    sources[f"{str(group).lower()}.{str(key).lower()}"] = where
     return sources
 
 
@@ -272,8 +275,8 @@ def _flatten_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if key:
             flat[f"{group}.{key}"] = value
         elif isinstance(value, Mapping):
-            for sub, sub_value in value.items():  # pyright: ignore[reportUnknownVariableType]
-                flat[f"{group}.{str(sub).lower()}"] = sub_value  # pyright: ignore[reportUnknownArgumentType]
+            for sub, sub_value in cast("Mapping[object, Any]", value).items():
+                flat[f"{group}.{str(sub).lower()}"] = sub_value
         else:
             flat[group] = value
     return flat
@@ -321,7 +324,7 @@ def _display(key: str, value: Any) -> str:
             return repr(REDACTED)  # a malformed pair may be a bare token: show nothing of it
         value = {p.partition("=")[0].strip(): REDACTED for p in pairs}
     if key.endswith("headers") and isinstance(value, Mapping):
-        return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in value) + "}"  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in cast("Mapping[object, Any]", value)) + "}"
     if isinstance(value, Mapping):
-        return repr(dict(value))  # pyright: ignore[reportUnknownArgumentType]
+        return repr(dict(cast("Mapping[object, Any]", value)))
     return repr(value)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from rfobs._settings_model import OtlpSettings, Settings
 
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["log_exporter", "metric_exporter", "span_exporter"]
 
-_SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
+Exporter = TypeVar("Exporter")
+_Signal = Literal["traces", "metrics", "logs"]
 
 
 def span_exporter(settings: Settings) -> SpanExporter | None:
@@ -31,73 +33,67 @@ def span_exporter(settings: Settings) -> SpanExporter | None:
 
         return ConsoleSpanExporter(service_name=settings.service.name)
     if kind == "otlp":
-        otlp = settings.otlp
-        if otlp.protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                OTLPSpanExporter as GrpcSpanExporter,
-            )
+        if settings.otlp.protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-            return GrpcSpanExporter(**_grpc_arguments(otlp))
+            return _grpc(GrpcSpanExporter, settings.otlp)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(**_http_arguments(otlp, "traces"))
+        return _http(OTLPSpanExporter, settings.otlp, "traces")
     return None
 
 
 def metric_exporter(otlp: OtlpSettings) -> MetricExporter:
     """The OTLP metric exporter (cumulative temporality, as Prometheus-style backends expect)."""
     if otlp.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 
-        return GrpcMetricExporter(**_grpc_arguments(otlp))
+        return _grpc(GrpcMetricExporter, otlp)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(**_http_arguments(otlp, "metrics"))
+    return _http(OTLPMetricExporter, otlp, "metrics")
 
 
 def log_exporter(otlp: OtlpSettings) -> LogRecordExporter:
     """The OTLP log record exporter."""
     if otlp.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-            OTLPLogExporter as GrpcLogExporter,
-        )
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 
-        return GrpcLogExporter(**_grpc_arguments(otlp))
+        return _grpc(GrpcLogExporter, otlp)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-    return OTLPLogExporter(**_http_arguments(otlp, "logs"))
+    return _http(OTLPLogExporter, otlp, "logs")
 
 
 def _headers(otlp: OtlpSettings) -> dict[str, str]:
     return {name.lower(): secret.get_secret_value() for name, secret in otlp.headers.items()}
 
 
-def _grpc_arguments(otlp: OtlpSettings) -> dict[str, object]:
-    from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+def _grpc(exporter: Callable[..., Exporter], otlp: OtlpSettings) -> Exporter:
+    """Build one of the three OTLP/gRPC exporters, which share these keyword arguments."""
+    # The gRPC exporters take grpc's own Compression enum, not the HTTP exporter's.
+    from grpc import Compression
 
     endpoint = otlp.endpoint or "http://127.0.0.1:4317"
-    insecure = otlp.insecure if otlp.insecure is not None else endpoint.startswith("http://")
     compression = {"none": Compression.NoCompression, "gzip": Compression.Gzip, "deflate": Compression.Deflate}
-    return {
-        "endpoint": endpoint,
-        "insecure": insecure,
-        "headers": _headers(otlp),
-        "timeout": otlp.timeout,
-        "compression": compression[otlp.compression],
-    }
+    return exporter(
+        endpoint=endpoint,
+        insecure=otlp.insecure if otlp.insecure is not None else endpoint.startswith("http://"),
+        headers=_headers(otlp),
+        timeout=otlp.timeout,
+        compression=compression[otlp.compression],
+    )
 
 
-def _http_arguments(otlp: OtlpSettings, signal: str) -> dict[str, object]:
+def _http(exporter: Callable[..., Exporter], otlp: OtlpSettings, signal: _Signal) -> Exporter:
+    """Build one of the three OTLP/HTTP exporters; the OTLP spec appends the signal's path to a base endpoint."""
     from opentelemetry.exporter.otlp.proto.http import Compression
 
     base = otlp.endpoint or "http://127.0.0.1:4318"
     compression = {"none": Compression.NoCompression, "gzip": Compression.Gzip, "deflate": Compression.Deflate}
-    return {
-        # The OTLP spec: a base endpoint gets the per-signal path appended.
-        "endpoint": f"{base}/{_SIGNAL_PATHS[signal]}",
-        "headers": _headers(otlp),
-        "timeout": otlp.timeout,
-        "compression": compression[otlp.compression],
-    }
+    return exporter(
+        endpoint=f"{base}/v1/{signal}",
+        headers=_headers(otlp),
+        timeout=otlp.timeout,
+        compression=compression[otlp.compression],
+    )

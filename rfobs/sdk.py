@@ -68,6 +68,8 @@ class Telemetry:
         self._span_processor = span_processor
         self._closers = closers
         self._shut = False
+        # Flush at interpreter exit unless shut down first; shutdown() unregisters this same bound method.
+        atexit.register(self._exit_flush)
 
     def force_flush(self, timeout: float | None = None) -> bool:
         """Export everything recorded so far. Returns False if that did not finish within `timeout` seconds."""
@@ -76,7 +78,7 @@ class Telemetry:
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
             if provider is not None:
                 millis = max(0, int((deadline - time.monotonic()) * 1000))
-                done = _run_before(deadline, lambda p=provider, m=millis: p.force_flush(m)) and done  # type: ignore[misc]
+                done = _run_before(deadline, lambda p=provider, m=millis: p.force_flush(m)) and done
         return done
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -151,7 +153,6 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
             return _active
         settings = load_config(env, overrides=overrides)
         _active = _build(settings)
-        atexit.register(_active._exit_flush)
         return _active
 
 
@@ -173,7 +174,8 @@ def get_settings() -> Settings:
     return handle.settings if handle is not None else load_config()
 
 
-def _reset_for_tests() -> None:
+# Only rfobs.testing calls this, which pyright cannot see from here.
+def _reset_for_tests() -> None:  # pyright: ignore[reportUnusedFunction]
     """Shut down and forget the active handle (used by `rfobs.testing`)."""
     global _active
     handle, _active = _active, None
@@ -390,7 +392,7 @@ def _run_before(deadline: float, action: Callable[[], object]) -> bool:
     def run() -> None:
         try:
             outcome.append(action() is not False)
-        except Exception as error:  # noqa: BLE001 - shutting down must not raise into the agent
+        except Exception as error:  # shutting down must not raise into the agent
             _log.warning("rfobs: telemetry did not flush or shut down cleanly: %s", error)
             _log.debug("rfobs: shutdown failure", exc_info=True)
             outcome.append(False)

@@ -71,7 +71,9 @@ class Capture:
         """Every metric's data points by metric name, collected now."""
         collected: dict[str, list[dict[str, Any]]] = {}
         data = self.reader.get_metrics_data()
-        for resource_metrics in data.resource_metrics if data else []:
+        if data is None:
+            return collected
+        for resource_metrics in data.resource_metrics:
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     points = collected.setdefault(metric.name, [])
@@ -90,10 +92,12 @@ class Capture:
 def span_as_dict(span: ReadableSpan) -> dict[str, Any]:
     """A span as a plain dict, without timestamps; ids as small integers (deterministic under `capture`)."""
     parent = span.parent.span_id if span.parent is not None else None
+    # The SDK always sets a context; the type allows None only for hand-built ReadableSpans.
+    context = span.context
     return {
         "name": span.name,
-        "trace_id": span.context.trace_id,
-        "span_id": span.context.span_id,
+        "trace_id": context.trace_id if context is not None else None,
+        "span_id": context.span_id if context is not None else None,
         "parent_id": parent,
         "kind": span.kind.name,
         "status": {"code": span.status.status_code.name, "description": span.status.description},
@@ -192,12 +196,14 @@ class _OpenSpans(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         with self._lock:
-            self._open[span.context.span_id] = span.name
+            self._open[span.get_span_context().span_id] = span.name
 
     def _on_ending(self, span: Span) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None:
+            return
         with self._lock:
             self._open.pop(span.context.span_id, None)
 

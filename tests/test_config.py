@@ -81,7 +81,11 @@ def test_environment_values_keep_their_text(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("RFOBS_METRICS__PROMETHEUS_PORT", "9999")
     monkeypatch.setenv("RFOBS_TRACING__ENABLED", "false")
     settings = load_config()
-    assert (settings.service.version, settings.metrics.prometheus_port, settings.tracing.enabled) == ("1.10", 9999, False)
+    assert (settings.service.version, settings.metrics.prometheus_port, settings.tracing.enabled) == (
+        "1.10",
+        9999,
+        False,
+    )
 
 
 def test_otel_standard_variables_are_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,7 +131,7 @@ def test_settings_files_named_by_environment_variable(monkeypatch: pytest.Monkey
 def test_settings_are_frozen() -> None:
     settings = load_config()
     with pytest.raises(AttributeError):
-        settings.service.name = "changed"  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
+        settings.service.name = "changed"  # pyright: ignore[reportAttributeAccessIssue]
 
 
 BAD_OVERRIDES: list[tuple[str, dict[str, Any], str]] = [
@@ -154,7 +158,9 @@ BAD_OVERRIDES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("key", "overrides", "allowed"), BAD_OVERRIDES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(BAD_OVERRIDES)])
+@pytest.mark.parametrize(
+    ("key", "overrides", "allowed"), BAD_OVERRIDES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(BAD_OVERRIDES)]
+)
 def test_bad_value_names_key_value_allowed_and_source(key: str, overrides: dict[str, Any], allowed: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(overrides=overrides)

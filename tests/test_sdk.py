@@ -8,6 +8,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from opentelemetry import metrics, trace
@@ -20,7 +21,14 @@ from rfobs.traceview import load_spans
 
 pytestmark = pytest.mark.usefixtures("clean_globals")
 
-QUIET = {"metrics__prometheus_port": 0, "logging__enabled": False}
+
+class _Quiet(TypedDict):
+    metrics__prometheus_port: int
+    logging__enabled: bool
+
+
+# A TypedDict, so that `**QUIET` cannot be mistaken for the positional `env` argument of `rfobs.init`.
+QUIET: _Quiet = {"metrics__prometheus_port": 0, "logging__enabled": False}
 
 
 @pytest.fixture
@@ -56,7 +64,7 @@ def test_metrics_endpoint_serves_rfobs_metrics(handle: rfobs.Telemetry) -> None:
     search()
     search()
     assert handle.metrics_url is not None
-    with urllib.request.urlopen(handle.metrics_url, timeout=5) as response:  # noqa: S310 - loopback URL we built
+    with urllib.request.urlopen(handle.metrics_url, timeout=5) as response:
         body = response.read().decode()
     line = 'researchflow_agents_agent_tasks_total{agent="researcher",otel_scope_name="rfobs",'
     assert any(row.startswith(line) and 'status="success"' in row and row.endswith(" 2.0") for row in body.splitlines())
@@ -97,7 +105,9 @@ def test_force_flush_exports_without_shutting_down() -> None:
 
 
 def test_sampler_ratio_is_respected() -> None:
-    telemetry = rfobs.init(tracing__sampler="traceidratio", tracing__sampler_ratio=0.25, tracing__exporter="none", **QUIET)
+    telemetry = rfobs.init(
+        tracing__sampler="traceidratio", tracing__sampler_ratio=0.25, tracing__exporter="none", **QUIET
+    )
     provider = telemetry.tracer_provider
     assert provider is not None
     assert isinstance(provider.sampler, TraceIdRatioBased) and provider.sampler.rate == 0.25
@@ -120,7 +130,9 @@ def test_taken_metrics_port_warns_and_everything_else_works() -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        with pytest.warns(RuntimeWarning, match=rf"cannot serve /metrics on 127.0.0.1:{port} .*metrics.prometheus_port"):
+        with pytest.warns(
+            RuntimeWarning, match=rf"cannot serve /metrics on 127.0.0.1:{port} .*metrics.prometheus_port"
+        ):
             telemetry = rfobs.init(metrics__prometheus_port=port, logging__enabled=False)
     assert telemetry.metrics_url is None
     with telemetry.tracer.start_as_current_span("still traced"):

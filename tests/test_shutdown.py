@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 
 import pytest
@@ -27,7 +27,7 @@ def refused_endpoint() -> str:
 
 
 @contextmanager
-def hanging_endpoint() -> Iterator[str]:
+def hanging_endpoint() -> Generator[str, None, None]:
     """A server that accepts connections and reads, but never answers."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -55,8 +55,9 @@ Labels = tuple[tuple[str, str], ...]
 
 
 class Counts:
-    """Plain per-label-set counts published as an observable counter: counting costs a dict update, not a
-    metric call (DESIGN decision 10).
+    """Plain per-label-set counts, published as an observable counter.
+
+    Counting costs a dict update, not a metric call (DESIGN decision 10).
     """
 
     def __init__(self) -> None:

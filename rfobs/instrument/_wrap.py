@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar, cast
 
 from opentelemetry import context as otel_context
@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, set_span_in_context
 __all__ = ["Begin", "Call", "wrap"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class Call(Protocol):
@@ -96,7 +97,7 @@ def _wrap_coroutine(func: Callable[..., Coroutine[Any, Any, Any]], begin: Begin)
     return wrapper
 
 
-def _in_span(ctx: otel_context.Context, step: Callable[..., Any], *args: Any) -> Any:
+def _in_span(ctx: otel_context.Context, step: Callable[..., T], *args: Any) -> T:
     token = otel_context.attach(ctx)
     try:
         return step(*args)
@@ -138,7 +139,7 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin)
 
 
 def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: Begin) -> Callable[..., Any]:
-    async def in_span(ctx: otel_context.Context, step: Callable[..., Any], *args: Any) -> Any:
+    async def in_span(ctx: otel_context.Context, step: Callable[..., Awaitable[T]], *args: Any) -> T:
         token = otel_context.attach(ctx)
         try:
             return await step(*args)

@@ -1,0 +1,47 @@
+# One place for the commands README.md, .ci/run and contributors use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup servers demo test lint typecheck check bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "rfobs needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The end-to-end tests start real Prometheus and Redis servers (Debian packages) on 127.0.0.1.
+servers:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v redis-server >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus redis-server; }
+
+demo: setup
+	$(BIN)/rfobs demo
+
+# coverage runs pytest (not pytest-cov): rfobs.testing loads as a pytest plugin, which imports rfobs before
+# pytest-cov would start measuring.
+test: setup servers
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage report --fail-under=83
+
+lint: setup
+	$(BIN)/ruff check rfobs tests benchmarks
+	$(BIN)/ruff format --check rfobs tests benchmarks
+
+typecheck: setup
+	$(BIN)/pyright
+
+check: lint typecheck test
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .rfobs .pytest_cache .ruff_cache .coverage

@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import rfobs
+from rfobs.testing import Capture
+
+AGENT_ATTRS = {
+    "gen_ai.operation.name": "invoke_agent",
+    "gen_ai.agent.name": "researcher",
+    "openinference.span.kind": "AGENT",
+    "rfobs.agent": "researcher",
+}
+OK = {"code": "UNSET", "description": None}
+
+
+def task_points(capture: Capture) -> list[dict[str, Any]]:
+    return capture.metric("researchflow_agents.agent_tasks")
+
+
+@rfobs.task("researcher", "plan")
+def plan(question: str) -> list[str]:
+    return [search(question), search(question + " survey")]
+
+
+@rfobs.api_call("arxiv", "search")
+def search(query: str) -> str:
+    if query == "boom":
+        raise ConnectionError("arxiv reset the connection")
+    return query.upper()
+
+
+def test_nested_task_and_api_calls_form_one_tree(capture: Capture) -> None:
+    assert plan("rag") == ["RAG", "RAG SURVEY"]
+    api_attrs = {"rfobs.api.service": "arxiv", "rfobs.api.endpoint": "search"}
+    assert capture.spans() == [
+        {"name": "arxiv.search", "trace_id": 1, "span_id": 2, "parent_id": 1, "kind": "CLIENT", "status": OK,
+         "attributes": api_attrs, "events": []},
+        {"name": "arxiv.search", "trace_id": 1, "span_id": 3, "parent_id": 1, "kind": "CLIENT", "status": OK,
+         "attributes": api_attrs, "events": []},
+        {"name": "researcher.plan", "trace_id": 1, "span_id": 1, "parent_id": None, "kind": "INTERNAL", "status": OK,
+         "attributes": {**AGENT_ATTRS, "rfobs.task": "plan"}, "events": []},
+    ]  # fmt: skip
+    assert task_points(capture) == [
+        {"attributes": {"agent": "researcher", "task": "plan", "status": "success"}, "value": 1}
+    ]
+    assert capture.metric("researchflow_agents.api_calls") == [
+        {"attributes": {"service": "arxiv", "endpoint": "search", "status": "success"}, "value": 2}
+    ]
+    (duration,) = capture.metric("researchflow_agents.api_call_duration")
+    assert duration["count"] == 2 and duration["attributes"]["status"] == "success"
+
+
+def test_exception_is_recorded_and_reraised_unchanged(capture: Capture) -> None:
+    with pytest.raises(ConnectionError) as caught:
+        search("boom")
+    assert str(caught.value) == "arxiv reset the connection"
+    (span,) = capture.spans()
+    assert span["status"] == {"code": "ERROR", "description": "ConnectionError: arxiv reset the connection"}
+    assert span["attributes"]["error.type"] == "ConnectionError"
+    assert span["events"] == [
+        {
+            "name": "exception",
+            "attributes": {
+                "exception.type": "ConnectionError",
+                "exception.message": "arxiv reset the connection",
+                "exception.escaped": "False",
+            },
+        }
+    ]
+    assert capture.metric("researchflow_agents.api_calls") == [
+        {"attributes": {"service": "arxiv", "endpoint": "search", "status": "error"}, "value": 1}
+    ]
+
+
+def test_secret_looking_text_in_exceptions_is_scrubbed(capture: Capture) -> None:
+    @rfobs.task("researcher", "call")
+    def call() -> None:
+        raise PermissionError("rejected api_key=sk-abcdefghijklmnopqrstuvwx")
+
+    with pytest.raises(PermissionError):
+        call()
+    (span,) = capture.spans()
+    assert span["status"]["description"] == "PermissionError: rejected api_key=***"
+    assert span["events"][0]["attributes"]["exception.message"] == "rejected api_key=***"
+
+
+@dataclass
+class Response:
+    status_code: int
+
+
+def test_http_error_status_in_the_result_marks_the_call_failed(capture: Capture) -> None:
+    @rfobs.api_call("scholar", "lookup")
+    def lookup(code: int) -> Response:
+        return Response(code)
+
+    lookup(200)
+    lookup(503)
+    ok, failed = capture.spans()
+    assert ok["attributes"]["http.response.status_code"] == 200 and ok["status"] == OK
+    assert failed["attributes"]["http.response.status_code"] == 503
+    assert failed["attributes"]["error.type"] == "503"
+    assert failed["status"] == {"code": "ERROR", "description": "HTTP 503"}
+    assert capture.metric("researchflow_agents.api_calls") == [
+        {"attributes": {"service": "scholar", "endpoint": "lookup", "status": "success"}, "value": 1},
+        {"attributes": {"service": "scholar", "endpoint": "lookup", "status": "error"}, "value": 1},
+    ]
+
+
+async def test_coroutines_are_awaited_inside_their_span(capture: Capture) -> None:
+    @rfobs.api_call("llm", "chat")
+    async def chat() -> str:
+        await asyncio.sleep(0)
+        return "hi"
+
+    @rfobs.task("researcher")
+    async def converse() -> list[str]:
+        return list(await asyncio.gather(chat(), chat()))
+
+    assert await converse() == ["hi", "hi"]
+    spans = capture.spans()
+    assert [(s["name"], s["parent_id"]) for s in spans] == [
+        ("llm.chat", 1),
+        ("llm.chat", 1),
+        ("researcher.converse", None),
+    ]
+
+
+def test_generator_span_covers_the_whole_iteration(capture: Capture) -> None:
+    @rfobs.task("researcher", "stream")
+    def stream() -> Iterator[int]:
+        for i in range(3):
+            search(str(i))  # a child while the generator runs
+            yield i
+
+    assert list(stream()) == [0, 1, 2]
+    spans = capture.spans()
+    assert [(s["name"], s["parent_id"]) for s in spans] == [
+        ("arxiv.search", 1),
+        ("arxiv.search", 1),
+        ("arxiv.search", 1),
+        ("researcher.stream", None),
+    ]
+
+
+def test_generator_closed_early_ends_its_span_without_error(capture: Capture) -> None:
+    @rfobs.task("researcher", "stream")
+    def stream() -> Generator[int, None, None]:
+        yield from range(10)
+
+    generator = stream()
+    assert next(generator) == 0
+    generator.close()
+    (span,) = capture.spans()
+    assert span["status"] == OK
+    assert task_points(capture) == [
+        {"attributes": {"agent": "researcher", "task": "stream", "status": "success"}, "value": 1}
+    ]
+
+
+def test_the_span_is_not_current_between_yields(capture: Capture) -> None:
+    @rfobs.task("researcher", "stream")
+    def stream() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    for _ in stream():
+        search("outside")  # the consumer's work is not a child of the generator
+    names_parents = [(s["name"], s["parent_id"]) for s in capture.spans()]
+    assert names_parents == [("arxiv.search", None), ("arxiv.search", None), ("researcher.stream", None)]
+
+
+async def test_async_generator_consumed_from_another_task(capture: Capture) -> None:
+    @rfobs.task("researcher", "tokens")
+    async def tokens() -> AsyncIterator[str]:
+        for token in ("a", "b", "c"):
+            await asyncio.sleep(0)
+            yield token
+
+    stream = tokens()
+    first = await asyncio.create_task(anext(stream))  # type: ignore[arg-type]
+    rest = [token async for token in stream]
+    assert [first, *rest] == ["a", "b", "c"]
+    (span,) = capture.spans()
+    assert span["name"] == "researcher.tokens" and span["status"] == OK
+
+
+async def test_async_generator_failure_is_recorded(capture: Capture) -> None:
+    @rfobs.task("researcher", "tokens")
+    async def tokens() -> AsyncIterator[str]:
+        yield "a"
+        raise RuntimeError("stream broke")
+
+    with pytest.raises(RuntimeError, match="stream broke"):
+        async for _ in tokens():
+            pass
+    (span,) = capture.spans()
+    assert span["status"] == {"code": "ERROR", "description": "RuntimeError: stream broke"}
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @rfobs.task("researcher", "method")
+    def method(self, x: int) -> int:
+        self.calls += 1
+        return x * 2
+
+    @rfobs.task("researcher", "klass")
+    @classmethod
+    def klass(cls, x: int) -> str:
+        return f"{cls.__name__}:{x}"
+
+    @rfobs.task("researcher", "static")
+    @staticmethod
+    def static(x: int) -> int:
+        return x + 1
+
+
+def test_methods_classmethods_and_staticmethods(capture: Capture) -> None:
+    agent = Agent()
+    assert agent.method(2) == 4 and agent.calls == 1
+    assert Agent.klass(3) == "Agent:3"
+    assert agent.static(4) == 5
+    assert [s["name"] for s in capture.spans()] == ["researcher.method", "researcher.klass", "researcher.static"]
+    assert Agent.method.__name__ == "method" and Agent.method.__doc__ is None
+
+
+def test_bare_task_uses_the_function_name(capture: Capture) -> None:
+    @rfobs.task
+    def summarize() -> str:
+        return "ok"
+
+    assert summarize() == "ok"
+    assert [s["name"] for s in capture.spans()] == ["agent.summarize"]
+
+
+def test_tool_carries_the_genai_tool_attributes(capture: Capture) -> None:
+    @rfobs.tool("web_search", agent="researcher")
+    def web_search() -> None:
+        pass
+
+    web_search()
+    (span,) = capture.spans()
+    assert span["attributes"] == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.agent.name": "researcher",
+        "openinference.span.kind": "TOOL",
+        "rfobs.agent": "researcher",
+        "rfobs.task": "web_search",
+        "gen_ai.tool.name": "web_search",
+    }
+
+
+def test_seed_compatible_names(capture: Capture) -> None:
+    @rfobs.track_agent_task("researcher", "legacy")
+    def legacy() -> int:
+        return 1
+
+    @rfobs.track_api_call("arxiv")
+    def fetch() -> int:
+        return 2
+
+    assert legacy() + fetch() == 3
+    assert [s["name"] for s in capture.spans()] == ["researcher.legacy", "arxiv.fetch"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: rfobs.task(""), r"@task\(agent=''\): expected a non-empty string"),
+        (lambda: rfobs.task("a", "  "), r"@task\(name='  '\)"),
+        (lambda: rfobs.api_call(42), r"@api_call\(service=42\)"),  # type: ignore[arg-type]
+        (lambda: rfobs.tool(""), r"@tool\(name=''\)"),
+    ],
+)
+def test_bad_decorator_arguments_fail_at_decoration(make: Any, message: str) -> None:
+    with pytest.raises(rfobs.ConfigError, match=message):
+        make()
+
+
+def test_without_init_decorators_still_work() -> None:
+    @rfobs.task("researcher", "offline")
+    def offline() -> int:
+        return 42
+
+    assert offline() == 42

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rfobs.cli import main
+from rfobs.traceview import build_traces, load_spans
+from tests.test_traceview import NEW_TRACE_TEXT, OLD_TRACE_TEXT, make_provider, record_two_traces
+
+
+def test_traces_command_renders_the_file_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "traces.jsonl"
+    provider = make_provider(path)
+    record_two_traces(provider)
+    provider.shutdown()
+    assert main(["traces", "--file", str(path), "--width", "100"]) == 0
+    assert capsys.readouterr().out == f"{NEW_TRACE_TEXT}\n\n{OLD_TRACE_TEXT}\n"
+    assert main(["traces", "--file", str(path), "--width", "100", "--errors"]) == 0
+    assert capsys.readouterr().out == f"{NEW_TRACE_TEXT}\n"
+    assert main(["traces", "--file", str(path), "--trace-id", "xyz"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "rfobs traces: trace id 'xyz' is not 8 to 32 hex characters; copy it from a trace header\n"
+    )
+
+
+def test_traces_command_reads_the_configured_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RFOBS_TRACING__FILE_PATH", "elsewhere.jsonl")
+    assert main(["traces"]) == 0
+    assert capsys.readouterr().out == "no traces in elsewhere.jsonl\n"
+
+
+def test_config_show_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"key": "metrics.prometheus_port", "value": "9464", "source": "default"} in rows
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_demo_runs_the_agent_and_leaves_traces(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
+    env["RFOBS_METRICS__PROMETHEUS_PORT"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-m", "rfobs.cli", "demo", "--duration", "1.5", "--seed", "7"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "rfobs demo: 3 research agents for 1.5s (environment: development)"
+    assert lines[1].startswith("  metrics:  http://127.0.0.1:") and lines[1].endswith("/metrics (while the demo runs)")
+    assert lines[2] == f"  traces:   {tmp_path / '.rfobs' / 'traces.jsonl'} (file)"
+    assert "done." in lines
+    assert "  rfobs traces --last 3        span trees of the newest traces" in lines
+    traces = build_traces(load_spans(tmp_path / ".rfobs" / "traces.jsonl"))
+    assert len(traces) >= 5
+    roots = {node.span.name for trace in traces for node in trace.roots}
+    assert roots == {"researcher.answer_question"}
+    names = {span.name for trace in traces for span in trace.spans}
+    assert {"researcher.plan", "arxiv.search", "semantic_scholar.search", "researcher.read_paper"} <= names
+    assert any(trace.error_count for trace in traces)  # the demo injects failures
