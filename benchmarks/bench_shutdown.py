@@ -39,7 +39,6 @@ print(time.monotonic() - t, -1)
 RFOBS = """
 import sys, time
 import rfobs
-from rfobs._drops import drops
 endpoint, protocol = sys.argv[1], sys.argv[2]
 handle = rfobs.init(otlp__endpoint=endpoint, otlp__protocol=protocol, tracing__max_queue_size=4096,
                     metrics__prometheus_port=0, logging__enabled=False)
@@ -48,7 +47,7 @@ for _ in range(SPANS):
         pass
 t = time.monotonic()
 handle.shutdown(timeout=2)
-print(time.monotonic() - t, drops.get("spans"))
+print(time.monotonic() - t, handle.drops.get("spans"))
 """.replace("SPANS", str(SPANS))
 
 

@@ -12,7 +12,7 @@ from typing import Final
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-__all__ = ["DROPPED_METRIC", "DropCounter", "drops"]
+__all__ = ["DROPPED_METRIC", "DropCounter"]
 
 DROPPED_METRIC: Final = "telemetry.dropped"
 """Metric name (after the namespace): `<namespace>_telemetry_dropped_total{signal, reason}` in Prometheus."""
@@ -51,7 +51,3 @@ class DropCounter:
             unit="1",
             description="Spans, metric exports and log records rfobs could not deliver, by reason.",
         )
-
-
-drops: Final = DropCounter()
-"""The process-wide drop counts."""

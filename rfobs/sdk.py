@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rfobs._drops import drops
+from rfobs._drops import DropCounter
 from rfobs._settings_model import Settings
 from rfobs.config import load_config
 
@@ -41,6 +41,8 @@ class Telemetry:
         meter: rfobs's meter on the installed provider.
         metrics_url: Where Prometheus can scrape, or None when the endpoint is off or could not start.
         trace_file: The local trace file on the embedded default, else None.
+        drops: Counts of spans, metric points and log records that could not be delivered (also published as
+            the `telemetry.dropped` metric).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Telemetry:
         logger_provider: LoggerProvider | None,
         closers: list[Callable[[], None]],
         metrics_url: str | None,
+        drops: DropCounter,
     ) -> None:
         from opentelemetry import metrics, trace
 
@@ -62,6 +65,7 @@ class Telemetry:
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider
         self.metrics_url = metrics_url
+        self.drops = drops
         self.trace_file = settings.tracing.file_path if settings.trace_exporter == "file" and tracer_provider else None
         self.tracer: Tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("rfobs", __version__)
         self.meter: Meter = (meter_provider or metrics.get_meter_provider()).get_meter("rfobs", __version__)
@@ -185,19 +189,22 @@ def _reset_for_tests() -> None:  # pyright: ignore[reportUnusedFunction]
 
 def _build(settings: Settings) -> Telemetry:
     if settings.sdk.disabled:
-        return Telemetry(settings, None, None, None, None, [], None)
+        return Telemetry(settings, None, None, None, None, [], None, DropCounter())
     if settings.logging.enabled:
         from rfobs.logs import setup_logging
 
         setup_logging(settings.logging.level, settings.logging.format == "json")
     resource = _resource(settings)
     closers: list[Callable[[], None]] = []
+    drops = DropCounter()
     meter_provider, metrics_url = (
-        _meter_provider(settings, resource, closers) if settings.metrics.enabled else (None, None)
+        _meter_provider(settings, resource, closers, drops) if settings.metrics.enabled else (None, None)
     )
-    tracer_provider, processor = _tracer_provider(settings, resource) if settings.tracing.enabled else (None, None)
-    logger_provider = _logger_provider(settings, resource, closers)
-    return Telemetry(settings, tracer_provider, processor, meter_provider, logger_provider, closers, metrics_url)
+    tracer_provider, processor = (
+        _tracer_provider(settings, resource, drops) if settings.tracing.enabled else (None, None)
+    )
+    logger_provider = _logger_provider(settings, resource, closers, drops)
+    return Telemetry(settings, tracer_provider, processor, meter_provider, logger_provider, closers, metrics_url, drops)
 
 
 def _resource(settings: Settings) -> Resource:
@@ -249,7 +256,9 @@ def _sampler(settings: Settings) -> Sampler:
     return samplers[settings.tracing.sampler]()
 
 
-def _tracer_provider(settings: Settings, resource: Resource) -> tuple[TracerProvider, BoundedBatchSpanProcessor | None]:
+def _tracer_provider(
+    settings: Settings, resource: Resource, drops: DropCounter
+) -> tuple[TracerProvider, BoundedBatchSpanProcessor | None]:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
@@ -279,7 +288,7 @@ def _tracer_provider(settings: Settings, resource: Resource) -> tuple[TracerProv
 
 
 def _meter_provider(
-    settings: Settings, resource: Resource, closers: list[Callable[[], None]]
+    settings: Settings, resource: Resource, closers: list[Callable[[], None]], drops: DropCounter
 ) -> tuple[MeterProvider, str | None]:
     from opentelemetry import metrics
     from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
@@ -292,11 +301,12 @@ def _meter_provider(
         reader, metrics_url = _prometheus_reader(settings, closers)
         readers.append(reader)
     if settings.metrics.otlp_export and settings.otlp.endpoint:
+        from rfobs._counting import CountingMetricExporter
         from rfobs.exporters import metric_exporter
 
         readers.append(
             PeriodicExportingMetricReader(
-                metric_exporter(settings.otlp),
+                CountingMetricExporter(metric_exporter(settings.otlp), drops),
                 export_interval_millis=settings.metrics.export_interval * 1000,
                 export_timeout_millis=settings.otlp.timeout * 1000,
             )
@@ -338,7 +348,7 @@ def _prometheus_reader(settings: Settings, closers: list[Callable[[], None]]) ->
 
 
 def _logger_provider(
-    settings: Settings, resource: Resource, closers: list[Callable[[], None]]
+    settings: Settings, resource: Resource, closers: list[Callable[[], None]], drops: DropCounter
 ) -> LoggerProvider | None:
     if not (settings.otlp.endpoint and settings.logging.otlp_export):
         return None
@@ -347,11 +357,12 @@ def _logger_provider(
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+    from rfobs._counting import CountingLogExporter
     from rfobs.exporters import log_exporter
     from rfobs.logs import OtelLogHandler
 
     provider = LoggerProvider(resource=resource)
-    provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter(settings.otlp)))
+    provider.add_log_record_processor(BatchLogRecordProcessor(CountingLogExporter(log_exporter(settings.otlp), drops)))
     _install(_logs.set_logger_provider, _logs.get_logger_provider, ProxyLoggerProvider, provider)
     handler = OtelLogHandler(provider)
     logging.getLogger().addHandler(handler)

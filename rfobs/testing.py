@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-__all__ = ["Capture", "capture", "reset_global_telemetry"]
+__all__ = ["Capture", "capture", "reset_global_telemetry", "span_as_dict"]
 
 
 class Capture:

@@ -1,0 +1,88 @@
+"""Exporter wrappers that count what a metric or log export failed to deliver, in `telemetry.dropped`.
+
+Spans are counted by rfobs's own batch processor; metrics and logs go through the SDK's readers and
+processors, which only log a failed export, so the exporter itself is wrapped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from rfobs._drops import DropCounter
+
+__all__ = ["CountingLogExporter", "CountingMetricExporter"]
+
+_log = logging.getLogger("rfobs")
+
+
+class CountingMetricExporter(MetricExporter):
+    """Delegates to `inner`; a failed or raising export counts its data points as dropped."""
+
+    def __init__(self, inner: MetricExporter, drops: DropCounter) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self._inner = inner
+        self._drops = drops
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        """Export, counting the data points of a failed export."""
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)  # pyright: ignore[reportUnknownMemberType]
+        except Exception:  # exporters should not raise; if one does, the agent must not see it
+            _log.warning("rfobs: metric exporter raised", exc_info=True)
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            self._drops.add("metrics", "export_failed", _point_count(metrics_data))
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Delegate."""
+        return self._inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Delegate."""
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)  # pyright: ignore[reportUnknownMemberType]
+
+
+class CountingLogExporter(LogRecordExporter):
+    """Delegates to `inner`; a failed or raising export counts its records as dropped."""
+
+    def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
+        self._inner = inner
+        self._drops = drops
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Export, counting the records of a failed export."""
+        try:
+            result = self._inner.export(batch)
+        except Exception:  # exporters should not raise; if one does, the agent must not see it
+            _log.warning("rfobs: log exporter raised", exc_info=True)
+            result = LogRecordExportResult.FAILURE
+        if result is not LogRecordExportResult.SUCCESS:
+            self._drops.add("logs", "export_failed", len(batch))
+        return result
+
+    def shutdown(self) -> None:
+        """Delegate."""
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Delegate."""
+        return self._inner.force_flush(timeout_millis)
+
+
+def _point_count(metrics_data: MetricsData) -> int:
+    return sum(
+        len(metric.data.data_points)
+        for resource_metrics in metrics_data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    )
