@@ -12,6 +12,7 @@ from typing import Final
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Tracer
 
 __all__ = ["Counts", "Instruments", "current"]
@@ -85,7 +86,11 @@ class Instruments:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.tracer: Tracer = tracer_provider.get_tracer(SCOPE, __version__)
-        meter: Meter = meter_provider.get_meter(SCOPE, __version__)
+        # Before an SDK is installed the global meter provider is a proxy that would bind these instruments to
+        # the first real provider later, next to the ones made for that provider: two series for one metric.
+        # Calls made before init() are not measured; their instruments come from the no-op provider.
+        source = metrics.NoOpMeterProvider() if isinstance(meter_provider, _ProxyMeterProvider) else meter_provider
+        meter: Meter = source.get_meter(SCOPE, __version__)
         self.task_counts = self._counter(meter, f"{ns}.agent_tasks", "Agent task and tool runs, by status.")
         self.task_duration = self._histogram(meter, f"{ns}.agent_task_duration", "Agent task and tool duration.")
         self.api_counts = self._counter(meter, f"{ns}.api_calls", "External API calls, by status.")

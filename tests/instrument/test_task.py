@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -292,3 +295,32 @@ def test_without_init_decorators_still_work() -> None:
         return 42
 
     assert offline() == 42
+
+
+EARLY_CALLS = """
+import urllib.request
+
+import rfobs
+
+@rfobs.task("researcher", "early")
+def early() -> None:
+    pass
+
+early()
+early()  # no SDK yet: the no-op API, nothing to count
+telemetry = rfobs.init(metrics__prometheus_port=0, logging__enabled=False, tracing__exporter="none")
+early()
+with urllib.request.urlopen(telemetry.metrics_url) as response:
+    print("\\n".join(line for line in response.read().decode().splitlines() if "agent_tasks_total{" in line))
+telemetry.shutdown()
+"""
+
+
+def test_calls_before_an_sdk_is_installed_are_not_counted_twice(tmp_path: Path) -> None:
+    # A fresh interpreter: OpenTelemetry's proxy providers keep state across the tests of one process.
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", EARLY_CALLS], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("researchflow_agents_agent_tasks_total{agent=")
+    assert line.endswith(" 1.0")
