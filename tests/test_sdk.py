@@ -3,7 +3,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -198,3 +201,18 @@ def test_dropped_spans_are_counted_when_the_queue_is_full() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert telemetry.shutdown(timeout=5)
+
+
+def test_spans_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    script = (
+        "import rfobs\n"
+        "rfobs.init(metrics__prometheus_port=0, logging__enabled=False, tracing__schedule_delay=3600)\n"
+        "@rfobs.task('researcher', 'last_words')\n"
+        "def last_words() -> None:\n"
+        "    pass\n"
+        "last_words()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, timeout=30)
+    assert [s.name for s in load_spans(tmp_path / ".rfobs" / "traces.jsonl")] == ["researcher.last_words"]
+
