@@ -3,7 +3,10 @@
 rfobs raises only at configuration time; at run time it logs and counts instead. The hierarchy::
 
     RfobsError
-    └── ConfigError (also a ValueError): a setting or decorator argument is invalid
+    ├── ConfigError (also a ValueError): a setting or decorator argument is invalid
+    ├── TimeoutExceeded (also a TimeoutError): an operation ran past its deadline
+    ├── RateLimited: a rate limiter in reject mode refused a call
+    └── CircuitOpen: a circuit breaker is open and refused a call without trying it
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ConfigProblem", "RfobsError"]
+__all__ = ["CircuitOpen", "ConfigError", "ConfigProblem", "RateLimited", "RfobsError", "TimeoutExceeded"]
 
 
 class RfobsError(Exception):
@@ -44,3 +47,45 @@ class ConfigError(RfobsError, ValueError):
             lines = "\n".join(f"  - {p}" for p in self.problems)
             message = f"{count} invalid setting{'s' if count != 1 else ''}:\n{lines}"
         super().__init__(message)
+
+
+class TimeoutExceeded(RfobsError, TimeoutError):
+    """An operation did not finish within its limit.
+
+    Attributes:
+        operation: The operation's name.
+        seconds: The limit that was exceeded.
+    """
+
+    def __init__(self, operation: str, seconds: float) -> None:
+        super().__init__(f"{operation} did not finish within {seconds:g}s")
+        self.operation = operation
+        self.seconds = seconds
+
+
+class RateLimited(RfobsError):
+    """A rate limiter in reject mode refused a call.
+
+    Attributes:
+        limiter: The limiter's name.
+        retry_after: Seconds until the call would have been admitted (an estimate).
+    """
+
+    def __init__(self, limiter: str, retry_after: float) -> None:
+        super().__init__(f"rate limit {limiter!r} exceeded; retry after {retry_after:.3g}s")
+        self.limiter = limiter
+        self.retry_after = retry_after
+
+
+class CircuitOpen(RfobsError):
+    """A circuit breaker is open: the call was refused without being tried.
+
+    Attributes:
+        breaker: The breaker's name.
+        retry_after: Seconds until the breaker lets a probe call through.
+    """
+
+    def __init__(self, breaker: str, retry_after: float) -> None:
+        super().__init__(f"circuit breaker {breaker!r} is open; next probe in {retry_after:.3g}s")
+        self.breaker = breaker
+        self.retry_after = retry_after

@@ -7,15 +7,16 @@ does around each test), so a function decorated at import time reports to whiche
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Final
+import weakref
+from collections.abc import Iterable
+from typing import Final, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Tracer
 
-__all__ = ["Counts", "Instruments", "current"]
+__all__ = ["BreakerState", "Counts", "Instruments", "current", "register_breaker"]
 
 SCOPE: Final = "rfobs"
 DEFAULT_NAMESPACE: Final = "researchflow_agents"
@@ -31,6 +32,39 @@ RFOBS_TASK: Final = "rfobs.task"
 RFOBS_SERVICE: Final = "rfobs.api.service"
 RFOBS_ENDPOINT: Final = "rfobs.api.endpoint"
 HTTP_STATUS: Final = "http.response.status_code"
+GEN_AI_PROVIDER: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+RFOBS_INPUT: Final = "rfobs.input"
+RFOBS_OUTPUT: Final = "rfobs.output"
+
+# Policy attributes and events on the enclosing span.
+RETRY_EVENT: Final = "retry"
+RETRY_ATTEMPT: Final = "rfobs.retry.attempt"
+RETRY_DELAY: Final = "rfobs.retry.delay_s"
+RETRY_OUTCOME: Final = "rfobs.retry.outcome"
+RETRY_ATTEMPTS: Final = "rfobs.retry.attempts"
+EXCEPTION_TYPE: Final = "exception.type"
+TIMEOUT_EVENT: Final = "timeout"
+TIMEOUT_LIMIT: Final = "rfobs.timeout.seconds"
+TIMEOUT_OPERATION: Final = "rfobs.timeout.operation"
+RATE_LIMIT_EVENT: Final = "rate_limit"
+RATE_LIMIT_NAME: Final = "rfobs.rate_limit.limiter"
+RATE_LIMIT_DECISION: Final = "rfobs.rate_limit.decision"
+RATE_LIMIT_WAIT: Final = "rfobs.rate_limit.wait_s"
+BREAKER_EVENT: Final = "circuit_breaker.transition"
+BREAKER_NAME: Final = "rfobs.circuit_breaker.name"
+BREAKER_FROM: Final = "rfobs.circuit_breaker.from_state"
+BREAKER_TO: Final = "rfobs.circuit_breaker.to_state"
+
+# The GenAI semantic conventions' advisory buckets for token counts and operation durations.
+TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+GEN_AI_DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92
+)  # fmt: skip
 
 # Seconds; covers a 1 ms tool call up to a 5-minute agent task.
 DURATION_BUCKETS: Final = (
@@ -85,6 +119,10 @@ class Instruments:
 
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.installed = not (
+            isinstance(tracer_provider, trace.ProxyTracerProvider) and isinstance(meter_provider, _ProxyMeterProvider)
+        )
+        """False while neither a tracer nor a meter provider is installed: nothing to report to."""
         self.tracer: Tracer = tracer_provider.get_tracer(SCOPE, __version__)
         # Before an SDK is installed the global meter provider is a proxy that would bind these instruments to
         # the first real provider later, next to the ones made for that provider: two series for one metric.
@@ -95,6 +133,32 @@ class Instruments:
         self.task_duration = self._histogram(meter, f"{ns}.agent_task_duration", "Agent task and tool duration.")
         self.api_counts = self._counter(meter, f"{ns}.api_calls", "External API calls, by status.")
         self.api_duration = self._histogram(meter, f"{ns}.api_call_duration", "External API call duration.")
+        self.retry_counts = self._counter(meter, f"{ns}.retry_attempts", "Retry attempts, by outcome.")
+        self.timeout_duration = self._histogram(
+            meter, f"{ns}.timeout_operation_duration", "Duration of operations under a timeout, by outcome."
+        )
+        self.rate_limit_counts = self._counter(meter, f"{ns}.rate_limit_requests", "Rate-limiter decisions.")
+        self.breaker_transitions = self._counter(
+            meter, f"{ns}.circuit_breaker_state_transitions", "Circuit breaker state changes."
+        )
+        meter.create_observable_gauge(
+            f"{ns}.circuit_breaker_state",
+            callbacks=[_observe_breakers],
+            unit="1",
+            description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+        )
+        self.llm_token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used by LLM calls, by token type.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.llm_duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Duration of LLM calls.",
+            explicit_bucket_boundaries_advisory=GEN_AI_DURATION_BUCKETS,
+        )
 
     @staticmethod
     def _counter(meter: Meter, name: str, description: str) -> Counts:
@@ -109,17 +173,47 @@ class Instruments:
         )
 
 
+class BreakerState(Protocol):
+    """What the state gauge reads from a circuit breaker."""
+
+    @property
+    def name(self) -> str:
+        """The breaker's name (its metric label)."""
+        ...
+
+    def state_value(self) -> float:
+        """0 closed, 1 half-open, 2 open."""
+        ...
+
+
+_breakers: weakref.WeakSet[BreakerState] = weakref.WeakSet()
+
+
+def register_breaker(breaker: BreakerState) -> None:
+    """Report `breaker` in the `circuit_breaker_state` gauge for as long as it exists."""
+    _breakers.add(breaker)
+
+
+def _observe_breakers(_options: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(b.state_value(), {"breaker": b.name}) for b in list(_breakers)]
+
+
 _lock = threading.Lock()
 _current: Instruments | None = None
 
 
-def current() -> Instruments:
-    """The instruments for the providers installed right now (two global reads on the fast path)."""
+def current() -> Instruments | None:
+    """The instruments for the providers installed right now, or None while no SDK is installed.
+
+    The fast path is two global reads and two identity checks. None lets a decorator skip all telemetry
+    work before `rfobs.init()` (the OpenTelemetry API's no-op span alone costs microseconds).
+    """
     tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
     found = _current
     if found is not None and found.tracer_provider is tracer_provider and found.meter_provider is meter_provider:
-        return found
-    return _rebuild(tracer_provider, meter_provider)
+        return found if found.installed else None
+    found = _rebuild(tracer_provider, meter_provider)
+    return found if found.installed else None
 
 
 def _rebuild(tracer_provider: trace.TracerProvider, meter_provider: metrics.MeterProvider) -> Instruments:
@@ -133,13 +227,3 @@ def _rebuild(tracer_provider: trace.TracerProvider, meter_provider: metrics.Mete
             namespace = settings.metrics.namespace if settings is not None else DEFAULT_NAMESPACE
             found = _current = Instruments(tracer_provider, meter_provider, namespace)
         return found
-
-
-def labels(**values: str) -> Labels:
-    """A hashable, ordered label set."""
-    return tuple(values.items())
-
-
-def as_attributes(values: Mapping[str, str]) -> dict[str, str]:
-    """A fresh attribute dict (the SDK may keep a reference to the one it is given)."""
-    return dict(values)

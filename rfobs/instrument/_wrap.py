@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar, cast
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, set_span_in_context
 
-__all__ = ["Begin", "Call", "wrap"]
+__all__ = ["Begin", "Call", "Policy", "wrap", "wrap_policy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -32,7 +32,8 @@ class Call(Protocol):
         """End the call with its result or the exception it raised (never raises)."""
 
 
-Begin = Callable[[tuple[Any, ...], dict[str, Any]], Call]
+Begin = Callable[[tuple[Any, ...], dict[str, Any]], "Call | None"]
+"""Starts a call; None means no SDK is installed and the call runs untouched."""
 
 
 def wrap(func: F, begin: Begin) -> F:
@@ -65,6 +66,8 @@ def _wrap_plain(func: Callable[..., Any], begin: Begin) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         call = begin(args, kwargs)
+        if call is None:
+            return func(*args, **kwargs)
         token = otel_context.attach(set_span_in_context(call.span))
         try:
             result = func(*args, **kwargs)
@@ -83,6 +86,8 @@ def _wrap_coroutine(func: Callable[..., Coroutine[Any, Any, Any]], begin: Begin)
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         call = begin(args, kwargs)
+        if call is None:
+            return await func(*args, **kwargs)
         token = otel_context.attach(set_span_in_context(call.span))
         try:
             result = await func(*args, **kwargs)
@@ -109,6 +114,8 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin)
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         call = begin(args, kwargs)
+        if call is None:
+            return (yield from func(*args, **kwargs))
         ctx = set_span_in_context(call.span)
         generator: Generator[Any, Any, Any] | None = None
         try:
@@ -138,6 +145,24 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin)
     return wrapper
 
 
+async def _forward(generator: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+    """Re-yield `generator`, passing sent values and thrown exceptions through (an async `yield from`)."""
+    try:
+        value = await generator.__anext__()
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                await generator.aclose()
+                raise
+            except BaseException as thrown:
+                value = await generator.athrow(thrown)
+            else:
+                value = await generator.asend(sent)
+    except StopAsyncIteration:
+        return
+
+
 def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: Begin) -> Callable[..., Any]:
     async def in_span(ctx: otel_context.Context, step: Callable[..., Awaitable[T]], *args: Any) -> T:
         token = otel_context.attach(ctx)
@@ -149,6 +174,10 @@ def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call = begin(args, kwargs)
+        if call is None:
+            async for item in _forward(func(*args, **kwargs)):
+                yield item
+            return
         ctx = set_span_in_context(call.span)
         generator: AsyncGenerator[Any, Any] | None = None
         try:
@@ -175,3 +204,48 @@ def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: 
             raise
 
     return wrapper
+
+
+class Policy(Protocol):
+    """A reliability policy (retry, timeout, rate limit, breaker): how to run one call, sync or async."""
+
+    def call(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run `func(*args, **kwargs)` under the policy."""
+        ...
+
+    async def acall(self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Await `func(*args, **kwargs)` under the policy."""
+        ...
+
+
+def wrap_policy(func: F, policy: Policy, decorator: str) -> F:
+    """Wrap `func` so each call runs through `policy.call` (plain) or `policy.acall` (coroutine function).
+
+    Raises:
+        ConfigError: `func` is a generator or async-generator function: a policy around the creation of a
+            lazy iterator would not cover its items.
+    """
+    from rfobs.exceptions import ConfigError
+
+    if isinstance(func, (classmethod, staticmethod)):
+        inner = cast("classmethod[Any, ..., Any] | staticmethod[..., Any]", func).__func__
+        return cast("F", type(func)(wrap_policy(inner, policy, decorator)))  # pyright: ignore[reportUnknownArgumentType]
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        name = getattr(func, "__qualname__", repr(func))
+        raise ConfigError(
+            f"@{decorator} cannot wrap the generator function {name}: it would only cover creating the "
+            "iterator; apply it to the function that produces each item instead"
+        )
+    if _is_coroutine_callable(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await policy.acall(func, args, kwargs)
+
+        return cast("F", async_wrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return policy.call(func, args, kwargs)
+
+    return cast("F", wrapper)

@@ -61,8 +61,9 @@ class _Operation:
         self.counts = counts
         self.status_of = status_of
 
-    def begin(self, _args: tuple[Any, ...], _kwargs: dict[str, Any]) -> _Call:
-        return _Call(self, t.current())
+    def begin(self, _args: tuple[Any, ...], _kwargs: dict[str, Any]) -> _Call | None:
+        instruments = t.current()
+        return None if instruments is None else _Call(self, instruments)
 
 
 class _Call:

@@ -1,0 +1,98 @@
+"""Time for the policies (retry, rate limit, breaker): a real clock, or a virtual one that never really waits.
+
+Policies take an optional `clock=`; without one they use `default_clock()`, which is the system clock unless
+`rfobs.testing.fast_waits()` is active. The virtual clock advances by exactly what was slept, so a limiter or a
+breaker sees consistent time while a test suite runs at full speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Protocol
+
+__all__ = ["Clock", "SystemClock", "VirtualClock", "default_clock", "set_default_clock"]
+
+
+class Clock(Protocol):
+    """Monotonic time and the two ways of waiting."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread."""
+        ...
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend the calling task."""
+        ...
+
+
+class SystemClock:
+    """The real thing: `time.monotonic`, `time.sleep`, `asyncio.sleep`."""
+
+    def monotonic(self) -> float:
+        """Seconds on the system's monotonic clock."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Block for `seconds`."""
+        time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend for `seconds`."""
+        await asyncio.sleep(seconds)
+
+
+class VirtualClock:
+    """A clock that moves only when slept on (or `advance()`d); sleeping returns at once.
+
+    Thread-safe. `asleep` still yields to the event loop once, so other tasks get their turn.
+
+    Attributes:
+        slept: Total seconds slept through this clock.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self._now = start
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        """The virtual time."""
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the virtual time forward."""
+        with self._lock:
+            self._now += max(0.0, seconds)
+
+    def sleep(self, seconds: float) -> None:
+        """Advance by `seconds` and return at once."""
+        with self._lock:
+            self._now += max(0.0, seconds)
+            self.slept += max(0.0, seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        """Advance by `seconds` and yield to the event loop once."""
+        self.sleep(seconds)
+        await asyncio.sleep(0)
+
+
+_system = SystemClock()
+_default: Clock = _system
+
+
+def default_clock() -> Clock:
+    """The clock policies use when none is given."""
+    return _default
+
+
+def set_default_clock(clock: Clock | None) -> None:
+    """Replace the default clock (None restores the system clock). Used by `rfobs.testing.fast_waits`."""
+    global _default
+    _default = clock if clock is not None else _system
