@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from rfobs._otlp_json import encode_otlp_json
+from rfobs._processor import at_fork_in_child
 
 __all__ = ["OtlpJsonFileSpanExporter"]
 
@@ -52,6 +53,12 @@ class OtlpJsonFileSpanExporter(SpanExporter):
         self.backup_count = backup_count
         self._lock = threading.Lock()
         self._shutdown = False
+        # A fork while the parent's export thread held the lock would leave the child's copy locked forever.
+        # The file is reopened for every batch, so a fresh lock is all the child needs.
+        at_fork_in_child(self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Append `spans` to the file as one line.

@@ -1,98 +1,121 @@
-"""A batch span processor whose shutdown keeps a deadline, and which counts every span it cannot deliver.
+"""Batch processors for spans and log records whose shutdown keeps a deadline, and that count what they drop.
 
-Why not the SDK's `BatchSpanProcessor`: its shutdown waits for the worker thread up to 30 s and then lets the
-exporter finish its own retries (1, 2, 4 s backoff per batch against a dead collector), so an agent's exit can
-hang for many seconds; and spans still queued when it gives up are lost without a count. Here one deadline
-bounds the whole shutdown, the worker is a daemon thread that is abandoned (never waited on) once the
-deadline passes, and whatever was queued or in flight at that moment is counted in `telemetry.dropped`.
+Why not the SDK's `BatchSpanProcessor` / `BatchLogRecordProcessor`: their shutdown waits for the worker thread up
+to 30 s and then lets the exporter finish its own retries (1, 2, 4 s backoff per batch against a dead collector),
+so an agent's exit can hang for many seconds; and what is still queued when they give up is lost without a
+count. Here one deadline bounds the whole shutdown, the worker is a daemon thread that is abandoned (never
+waited on) once the deadline passes, and whatever was queued or in flight then is counted in `telemetry.dropped`.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import os
 import threading
 import time
-from typing import Final
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from rfobs._drops import DropCounter
 
-__all__ = ["BoundedBatchSpanProcessor"]
+__all__ = ["BoundedBatchLogProcessor", "BoundedBatchSpanProcessor", "BoundedBatcher", "at_fork_in_child"]
 
 _log = logging.getLogger("rfobs")
-_SIGNAL: Final = "spans"
+Item = TypeVar("Item")
 
 
-class BoundedBatchSpanProcessor(SpanProcessor):
-    """Queues finished spans and exports them in batches from one daemon thread.
+def at_fork_in_child(method: Callable[[], None]) -> None:
+    """Run the bound `method` in a forked child while its object is alive (held weakly: nothing leaks)."""
+    reference = weakref.WeakMethod(method)
 
-    Thread-safety: `on_end` may be called from any thread; it never blocks and never raises. A full queue
-    drops the new span and counts it (`reason="queue_full"`).
+    def after_in_child() -> None:
+        if (bound := reference()) is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=after_in_child)
+
+
+class BoundedBatcher(Generic[Item]):
+    """A bounded queue drained in batches by one daemon thread, with a deadline-keeping shutdown.
+
+    Thread-safety: `add` may be called from any thread; it never blocks on the exporter and never raises.
+
+    Args:
+        export: Sends one batch; True when it was delivered.
+        close_exporter: Shuts the exporter down (called once, possibly from a thread nobody waits for).
+        drops: Where dropped items are counted.
+        signal: The `signal` label of the drop counts ("spans", "logs").
+        max_queue_size: Items held before new ones are dropped (`reason="queue_full"`).
+        max_export_batch_size: Items per export.
+        schedule_delay: Seconds between exports when the queue is not full.
     """
 
     def __init__(
         self,
-        exporter: SpanExporter,
+        export: Callable[[list[Item]], bool],
+        close_exporter: Callable[[], None],
         drops: DropCounter,
+        signal: str,
         *,
         max_queue_size: int = 2048,
         max_export_batch_size: int = 512,
         schedule_delay: float = 1.0,
     ) -> None:
-        self._exporter = exporter
+        self._export_batch = export
+        self._close_exporter = close_exporter
         self._drops = drops
+        self._signal = signal
         self._max_queue_size = max_queue_size
         self._max_batch = min(max_export_batch_size, max_queue_size)
         self._delay = schedule_delay
-        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._queue: collections.deque[Item] = collections.deque()
         self._cond = threading.Condition()
         self._in_flight = 0
         self._flush_wanted = False
         self._stopping = False
         self._abandoned = False
         self._worker = self._start_worker()
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        at_fork_in_child(self._after_fork_in_child)
 
     def _start_worker(self) -> threading.Thread:
-        worker = threading.Thread(target=self._run, name="rfobs-span-export", daemon=True)
+        worker = threading.Thread(target=self._run, name=f"rfobs-{self._signal}-export", daemon=True)
         worker.start()
         return worker
 
     def _after_fork_in_child(self) -> None:
-        # The parent's spans are the parent's to send; the child starts empty with a worker of its own.
+        # The parent's items are the parent's to send; the child starts empty with a worker of its own.
         self._queue.clear()
         self._cond = threading.Condition()
         self._in_flight = 0
         if not self._stopping:
             self._worker = self._start_worker()
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Queue a finished, sampled span; drop and count it when the queue is full or shut."""
-        # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
-        if span.context is None or not span.context.trace_flags.sampled:
-            return
+    def add(self, item: Item) -> None:
+        """Queue one item; drop and count it when the queue is full or shut down."""
         if self._stopping:
-            self._drops.add(_SIGNAL, "after_shutdown")
+            self._drops.add(self._signal, "after_shutdown")
             return
         if len(self._queue) >= self._max_queue_size:
-            self._drops.add(_SIGNAL, "queue_full")
+            self._drops.add(self._signal, "queue_full")
             return
-        self._queue.append(span)
+        self._queue.append(item)
         if len(self._queue) >= self._max_batch:
             with self._cond:
                 self._cond.notify_all()
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued so far; False if that did not finish within the timeout."""
-        deadline = time.monotonic() + timeout_millis / 1000
+    def force_flush(self, timeout: float) -> bool:
+        """Export everything queued so far; False if that did not finish within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             if self._stopping:
                 return False
@@ -100,41 +123,46 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             self._cond.notify_all()
             return self._cond.wait_for(self._idle, timeout=max(0.0, deadline - time.monotonic()))
 
-    def shutdown(self) -> None:
-        """Shut down with a 30 s deadline (the SDK's default); `rfobs` calls `shutdown_before` instead."""
-        self.shutdown_before(time.monotonic() + 30.0)
-
     def shutdown_before(self, deadline: float) -> bool:
         """Export what is queued until `deadline` (a `time.monotonic()` value), then stop.
 
         Returns:
-            True if every queued span was handed to the exporter in time. False if the deadline ran out; the
-            spans still queued or in flight are then counted as dropped (`reason="shutdown_timeout"`).
+            True if every queued item was handed to the exporter in time. False if the deadline ran out; the
+            items still queued or in flight are then counted as dropped (`reason="shutdown_timeout"`), even
+            if a batch in flight is delivered later.
         """
         with self._cond:
             if self._stopping:
                 return not self._abandoned
             self._stopping = True
+            nothing_pending = self._idle()
             self._cond.notify_all()
-        self._worker.join(max(0.0, deadline - time.monotonic()))
-        if self._worker.is_alive():
-            with self._cond:
-                self._abandoned = True
-                pending = len(self._queue) + self._in_flight
-                self._queue.clear()
-            self._drops.add(_SIGNAL, "shutdown_timeout", pending)
-            _log.warning("rfobs: span export did not finish before the shutdown deadline; %d spans dropped", pending)
-            # The exporter may be stuck in a request: ask it to stop from a thread nobody waits for.
-            threading.Thread(target=self._shutdown_exporter, name="rfobs-exporter-shutdown", daemon=True).start()
-            return False
-        self._shutdown_exporter()
+        if not nothing_pending:
+            self._worker.join(max(0.0, deadline - time.monotonic()))
+            if self._worker.is_alive():
+                with self._cond:
+                    self._abandoned = True
+                    pending = len(self._queue) + self._in_flight
+                    self._queue.clear()
+                self._drops.add(self._signal, "shutdown_timeout", pending)
+                _log.warning(
+                    "rfobs: %s export did not finish before the shutdown deadline; %d dropped", self._signal, pending
+                )
+                # The exporter may be stuck in a request: ask it to stop from a thread nobody waits for.
+                threading.Thread(target=self._close, name="rfobs-exporter-shutdown", daemon=True).start()
+                return False
+        # An item added by a thread that saw `_stopping` too late is not sent: count it.
+        if late := len(self._queue):
+            self._queue.clear()
+            self._drops.add(self._signal, "after_shutdown", late)
+        self._close()
         return True
 
-    def _shutdown_exporter(self) -> None:
+    def _close(self) -> None:
         try:
-            self._exporter.shutdown()
+            self._close_exporter()
         except Exception:
-            _log.warning("rfobs: span exporter failed to shut down", exc_info=True)
+            _log.warning("rfobs: %s exporter failed to shut down", self._signal, exc_info=True)
 
     def _idle(self) -> bool:
         return not self._queue and self._in_flight == 0
@@ -152,17 +180,98 @@ class BoundedBatchSpanProcessor(SpanProcessor):
                 self._flush_wanted = bool(self._queue) and (self._flush_wanted or self._stopping)
                 batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
                 self._in_flight = len(batch)
-            if batch:
-                self._export(batch)
+            delivered = self._send(batch) if batch else True
             with self._cond:
+                # Under the lock, so a batch abandoned at the deadline is counted once, by shutdown_before.
+                if not delivered and not self._abandoned:
+                    self._drops.add(self._signal, "export_failed", len(batch))
                 self._in_flight = 0
                 self._cond.notify_all()
 
-    def _export(self, batch: list[ReadableSpan]) -> None:
+    def _send(self, batch: list[Item]) -> bool:
         try:
-            result = self._exporter.export(batch)
-        except Exception:
-            _log.warning("rfobs: span exporter raised; %d spans dropped", len(batch), exc_info=True)
-            result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS and not self._abandoned:
-            self._drops.add(_SIGNAL, "export_failed", len(batch))
+            return self._export_batch(batch)
+        except Exception:  # exporters should not raise; if one does, the agent must not see it
+            _log.warning("rfobs: %s exporter raised; %d dropped", self._signal, len(batch), exc_info=True)
+            return False
+
+
+class BoundedBatchSpanProcessor(SpanProcessor):
+    """The span processor `rfobs.init()` installs: a `BoundedBatcher` of finished, sampled spans."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        drops: DropCounter,
+        *,
+        max_queue_size: int = 2048,
+        max_export_batch_size: int = 512,
+        schedule_delay: float = 1.0,
+    ) -> None:
+        self._batcher: BoundedBatcher[ReadableSpan] = BoundedBatcher(
+            lambda batch: exporter.export(batch) is SpanExportResult.SUCCESS,
+            exporter.shutdown,
+            drops,
+            "spans",
+            max_queue_size=max_queue_size,
+            max_export_batch_size=max_export_batch_size,
+            schedule_delay=schedule_delay,
+        )
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue a finished, sampled span."""
+        # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
+        if span.context is not None and span.context.trace_flags.sampled:
+            self._batcher.add(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything queued so far; False if that did not finish within the timeout."""
+        return self._batcher.force_flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        """Shut down with a 30 s deadline (the SDK's default); `rfobs` calls `shutdown_before` instead."""
+        self._batcher.shutdown_before(time.monotonic() + 30.0)
+
+    def shutdown_before(self, deadline: float) -> bool:
+        """See `BoundedBatcher.shutdown_before`."""
+        return self._batcher.shutdown_before(deadline)
+
+
+class BoundedBatchLogProcessor(LogRecordProcessor):
+    """The log record processor `rfobs.init()` installs with an OTLP endpoint: a `BoundedBatcher` of records."""
+
+    def __init__(self, exporter: LogRecordExporter, drops: DropCounter, *, max_queue_size: int = 2048) -> None:
+        def export(batch: Sequence[ReadableLogRecord]) -> bool:
+            return exporter.export(batch) is LogRecordExportResult.SUCCESS
+
+        self._batcher: BoundedBatcher[ReadableLogRecord] = BoundedBatcher(
+            export, exporter.shutdown, drops, "logs", max_queue_size=max_queue_size
+        )
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        """Queue a readable copy of the record, without its (possibly large) context."""
+        record = copy.copy(log_record.log_record)
+        record.context = Context()
+        self._batcher.add(
+            ReadableLogRecord(
+                log_record=record,
+                resource=log_record.resource if log_record.resource is not None else Resource.get_empty(),
+                instrumentation_scope=log_record.instrumentation_scope,
+                limits=log_record.limits,
+            )
+        )
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything queued so far; False if that did not finish within the timeout."""
+        return self._batcher.force_flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        """Shut down with a 30 s deadline; `rfobs` calls `shutdown_before` instead."""
+        self._batcher.shutdown_before(time.monotonic() + 30.0)
+
+    def shutdown_before(self, deadline: float) -> bool:
+        """See `BoundedBatcher.shutdown_before`."""
+        return self._batcher.shutdown_before(deadline)

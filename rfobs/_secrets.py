@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Final
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Final, cast
 
-__all__ = ["REDACTED", "Secret", "is_secret_key", "redact_mapping", "scrub_text"]
+__all__ = ["REDACTED", "Secret", "is_secret_key", "redact", "redact_mapping", "redact_url", "scrub_text"]
 
 REDACTED: Final = "***"
 
@@ -18,7 +19,8 @@ _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[-_]?key|auth|credenti
 # secret-looking key, bearer tokens, and well-known credential prefixes.
 _SECRET_TEXT = re.compile(
     r"(?i)(?P<key>[\w.-]*(?:pass(?:word|wd)?|secret|token|api[-_]?key|authorization)[\w.-]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>(?:bearer\s+)?[^\s'\",;&]+)"
+    # A quoted key (`'password': 'x'`, `"token": "x"`) closes its quote before the separator.
+    r"(?P<sep>['\"]?\s*[=:]\s*)(?P<q>['\"]?)(?P<val>(?:bearer\s+)?[^\s'\",;&}]+)"
     r"|(?P<bearer>\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"
     r"|\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}"
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
@@ -55,14 +57,20 @@ class Secret:
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a setting, header or attribute name looks like it holds a secret."""
-    return _SECRET_KEY.search(key.lower()) is not None
+    """Whether a setting, header or attribute name looks like it holds a secret.
+
+    Plural `...tokens` (`input_tokens`, `max_tokens`) are LLM token counts, not credentials.
+    """
+    lowered = key.lower()
+    return _SECRET_KEY.search(lowered) is not None and not lowered.endswith("tokens")
 
 
 def scrub_text(text: str) -> str:
     """Replace secret-looking fragments of free text by `***`, keeping the key names readable."""
 
     def replace(match: re.Match[str]) -> str:
+        if match.group("key") and not is_secret_key(match.group("key")):
+            return match.group(0)  # `input_tokens: 12` is a count
         if match.group("key"):
             return f"{match.group('key')}{match.group('sep')}{match.group('q')}{REDACTED}"
         if match.group("bearer"):
@@ -70,6 +78,29 @@ def scrub_text(text: str) -> str:
         return REDACTED
 
     return _SECRET_TEXT.sub(replace, text)
+
+
+def redact(value: object, key: str = "") -> object:
+    """A copy of `value` safe to show: secret-keyed entries replaced, strings scrubbed, containers walked."""
+    if isinstance(value, Secret) or (key and is_secret_key(key) and value not in (None, "", {})):
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        items = cast("Mapping[object, object]", value).items()
+        return {str(k): redact(v, str(k)) for k, v in items}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact(item) for item in cast("Iterable[object]", value)]
+    return value
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user-info part (`https://user:pw@host`) replaced by `***`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:{REDACTED}@{host}"))
 
 
 def redact_mapping(values: Mapping[str, object]) -> dict[str, object]:

@@ -134,6 +134,9 @@ def _url(value: Any) -> str:
         raise Invalid(allowed) from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise Invalid(allowed)
+    if parts.username is not None or parts.password is not None:
+        # Credentials in a URL end up in logs and dumps; headers are redacted everywhere.
+        raise Invalid("a URL without credentials: put them in otlp.headers (redacted everywhere)")
     return value.strip().rstrip("/")
 
 

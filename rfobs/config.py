@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from rfobs._secrets import REDACTED, Secret, is_secret_key
+from rfobs._secrets import REDACTED, Secret, is_secret_key, redact, redact_url
 from rfobs._settings_model import ENVIRONMENTS, GROUPS, Invalid, Settings
 from rfobs.exceptions import ConfigError, ConfigProblem
 
@@ -156,8 +158,6 @@ def _settings_files(explicit: Iterable[str | os.PathLike[str]] | None) -> tuple[
             problems.append(ConfigProblem("settings_files", repr(str(path)), "a .toml, .yaml or .json file", source))
         elif not path.is_file():
             problems.append(ConfigProblem("settings_files", repr(str(path)), "an existing file", source))
-        elif not os.access(path, os.R_OK):
-            problems.append(ConfigProblem("settings_files", repr(str(path)), "a readable file", source))
     return [p.resolve() for p in named], problems
 
 
@@ -170,6 +170,10 @@ def _read_dynaconf(files: list[Path], env: str, layers: _Layers) -> list[ConfigP
         # Dynaconf reports a bad file with a long internal traceback; parse first for a one-line message.
         if problem := _parse_problem(path):
             problems.append(problem)
+    if problems:
+        return problems
+    # Dynaconf resolves `@format {env[NAME]}` lazily and fails without naming the key; check first.
+    problems.extend(_token_problems(files, env))
     if problems:
         return problems
     try:
@@ -190,7 +194,7 @@ def _read_dynaconf(files: list[Path], env: str, layers: _Layers) -> list[ConfigP
     file_sources = _file_sources(dynaconf, env)
     env_keys = _environment_variable_keys()
     for group, table in loaded.items():
-        source = f"env {env_keys[group]}" if group in env_keys else file_sources.get(group, "settings file")
+        source = _env_source(group, env_keys) or file_sources.get(group, "settings file")
         if group not in GROUPS:
             # Other top-level keys may be the agent's own settings; flag only what looks like a typo of ours.
             if difflib.get_close_matches(group, list(GROUPS), n=1, cutoff=0.75):
@@ -206,9 +210,69 @@ def _read_dynaconf(files: list[Path], env: str, layers: _Layers) -> list[ConfigP
                 # unless it is a Dynaconf token (`@format ...`) that Dynaconf has already resolved.
                 text = os.environ[variable]
                 layers.set(dotted, value if text.lstrip().startswith("@") else text, f"env {variable}")
+            elif variable := _env_source(dotted, env_keys):
+                layers.set(dotted, value, f"env {variable}")  # RFOBS_OTLP__HEADERS__X or a whole-group RFOBS_OTLP
             else:
                 layers.set(dotted, value, file_sources.get(dotted, "settings file"))
     return problems
+
+
+def _env_source(dotted: str, env_keys: Mapping[str, str]) -> str | None:
+    """The RFOBS_* variable that supplied `dotted` as a whole, through a nested key, or as its whole group."""
+    if dotted in env_keys:
+        return env_keys[dotted]
+    for key, variable in env_keys.items():
+        if key.startswith(dotted + "__"):
+            return variable
+    return env_keys.get(dotted.partition(".")[0])
+
+
+_ENV_REFERENCE = re.compile(r"env\[\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\]")
+
+
+def _token_problems(files: list[Path], env: str) -> list[ConfigProblem]:
+    """Dynaconf tokens that cannot be resolved: `@format` naming an unset variable, `@jinja` without jinja2."""
+    import tomllib
+
+    candidates: list[tuple[str, str, str]] = []  # (key, token, source)
+    for path in files:
+        if path.suffix.lower() != ".toml":
+            continue
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        for section, groups in document.items():
+            if section.lower() not in {"default", "global", env} or not isinstance(groups, dict):
+                continue
+            for group, table in cast("dict[str, Any]", groups).items():
+                for key, value in cast("dict[str, Any]", table).items() if isinstance(table, dict) else ():
+                    candidates.extend(_tokens(f"{group}.{key}".lower(), value, f"{path.name} [{section.lower()}]"))
+    for name, value in os.environ.items():
+        if name.upper().startswith(_ENV_PREFIX) and value.lstrip().startswith("@"):
+            key = name[len(_ENV_PREFIX) :].lower().replace("__", ".", 1)
+            candidates.append((key, value.strip(), f"env {name}"))
+    problems: list[ConfigProblem] = []
+    for key, token, source in candidates:
+        if token.startswith("@format"):
+            for variable in _ENV_REFERENCE.findall(token):
+                if variable not in os.environ:
+                    allowed = f"an environment variable {variable} that is set (the @format token reads it)"
+                    problems.append(ConfigProblem(key, repr(token), allowed, source))
+        elif token.startswith("@jinja") and importlib.util.find_spec("jinja2") is None:
+            problems.append(
+                ConfigProblem(key, repr(token), "a @format token (@jinja needs the jinja2 package)", source)
+            )
+    return problems
+
+
+def _tokens(key: str, value: Any, source: str) -> list[tuple[str, str, str]]:
+    """`(key, token, source)` for each Dynaconf token string in `value` (nested tables included)."""
+    if isinstance(value, str) and value.lstrip().startswith("@"):
+        return [(key, value.strip(), source)]
+    if isinstance(value, dict):
+        found: list[tuple[str, str, str]] = []
+        for sub, sub_value in cast("dict[str, Any]", value).items():
+            found.extend(_tokens(f"{key}.{sub}", sub_value, source))
+        return found
+    return []
 
 
 def _parse_problem(path: Path) -> ConfigProblem | None:
@@ -310,21 +374,28 @@ def _unknown_or_misplaced(key: str, raw: Any, source: str) -> ConfigProblem:
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     allowed = f"a known setting (did you mean {close[0]!r}?)" if close else "a known setting; see `rfobs config show`"
     if key in GROUPS:
-        allowed = f"a table of settings, such as [default.{key}]"
-    return ConfigProblem(key, _display(key, raw), allowed, source)
+        return ConfigProblem(key, f"<{type(raw).__name__}>", f"a table of settings, such as [default.{key}]", source)
+    # An unknown key may be a misspelt secret (`otlp.header`): show its type, never its value.
+    return ConfigProblem(key, f"<{type(raw).__name__}>", allowed, source)
 
 
 def _display(key: str, value: Any) -> str:
     """Repr of a value for messages and `config show`, with secrets redacted."""
-    if isinstance(value, Secret) or (is_secret_key(key) and value not in (None, "", {})):
+    name = key.rpartition(".")[2]
+    if isinstance(value, Secret) or (is_secret_key(name) and value not in (None, "", {})):
         return repr(REDACTED)
-    if key.endswith("headers") and isinstance(value, str):
-        pairs = [p for p in value.split(",") if p.strip()]
-        if not all("=" in p for p in pairs):
-            return repr(REDACTED)  # a malformed pair may be a bare token: show nothing of it
-        value = {p.partition("=")[0].strip(): REDACTED for p in pairs}
-    if key.endswith("headers") and isinstance(value, Mapping):
-        return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in cast("Mapping[object, Any]", value)) + "}"
-    if isinstance(value, Mapping):
-        return repr(dict(cast("Mapping[object, Any]", value)))
-    return repr(value)
+    if name == "headers":
+        if isinstance(value, str):
+            pairs = [p for p in value.split(",") if p.strip()]
+            if not all("=" in p for p in pairs):
+                return repr(REDACTED)  # a malformed pair may be a bare token: show nothing of it
+            value = {p.partition("=")[0].strip(): REDACTED for p in pairs}
+        if isinstance(value, Mapping):
+            return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in cast("Mapping[object, Any]", value)) + "}"
+        return repr(REDACTED)  # headers of the wrong type may still hold a credential
+    if isinstance(value, str) and "://" in value:
+        try:
+            return repr(redact_url(value))
+        except ValueError:
+            return repr(REDACTED)  # unparsable, and may carry credentials
+    return repr(redact(value))

@@ -10,7 +10,7 @@ from typing import IO, Any, Final
 
 from opentelemetry import trace
 
-from rfobs._secrets import REDACTED, is_secret_key, scrub_text
+from rfobs._secrets import redact, scrub_text
 
 __all__ = ["JsonFormatter", "OtelLogHandler", "TextFormatter", "setup_logging", "setup_structured_logging"]
 
@@ -29,17 +29,12 @@ def _correlation() -> dict[str, str]:
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for key, value in vars(record).items():
-        if key in _RECORD_FIELDS or key.startswith("_"):
-            continue
-        if is_secret_key(key):
-            fields[key] = REDACTED
-        elif isinstance(value, str):
-            fields[key] = scrub_text(value)
-        else:
-            fields[key] = value
-    return fields
+    """The record's `extra=` fields, secrets redacted (nested mappings and lists included)."""
+    return {
+        key: redact(value, key)
+        for key, value in vars(record).items()
+        if key not in _RECORD_FIELDS and not key.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,29 +7,49 @@ import logging
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rfobs._drops import DropCounter
 from rfobs._settings_model import Settings
 from rfobs.config import load_config
+from rfobs.exceptions import RfobsError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
 
-    from rfobs._processor import BoundedBatchSpanProcessor
+    from rfobs._processor import BoundedBatchLogProcessor, BoundedBatchSpanProcessor
 
 __all__ = ["Telemetry", "get_settings", "init", "shutdown"]
 
 _log = logging.getLogger("rfobs")
 _lock = threading.Lock()
 _active: Telemetry | None = None
+# Providers rfobs installed as OpenTelemetry's globals (weakly held: they live as long as the globals do).
+_installed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@dataclass
+class _Pipeline:
+    """What `_build` assembles for a handle."""
+
+    drops: DropCounter = field(default_factory=DropCounter)
+    tracer_provider: TracerProvider | None = None
+    span_processor: BoundedBatchSpanProcessor | None = None
+    meter_provider: MeterProvider | None = None
+    metrics_url: str | None = None
+    logger_provider: LoggerProvider | None = None
+    log_processor: BoundedBatchLogProcessor | None = None
+    closers: list[Callable[[], None]] = field(default_factory=lambda: [])
 
 
 class Telemetry:
@@ -45,32 +65,23 @@ class Telemetry:
             the `telemetry.dropped` metric).
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        tracer_provider: TracerProvider | None,
-        span_processor: BoundedBatchSpanProcessor | None,
-        meter_provider: MeterProvider | None,
-        logger_provider: LoggerProvider | None,
-        closers: list[Callable[[], None]],
-        metrics_url: str | None,
-        drops: DropCounter,
-    ) -> None:
+    def __init__(self, settings: Settings, pipeline: _Pipeline) -> None:
         from opentelemetry import metrics, trace
 
         from rfobs._version import __version__
 
         self.settings = settings
-        self.tracer_provider = tracer_provider
-        self.meter_provider = meter_provider
-        self.logger_provider = logger_provider
-        self.metrics_url = metrics_url
-        self.drops = drops
-        self.trace_file = settings.tracing.file_path if settings.trace_exporter == "file" and tracer_provider else None
-        self.tracer: Tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("rfobs", __version__)
-        self.meter: Meter = (meter_provider or metrics.get_meter_provider()).get_meter("rfobs", __version__)
-        self._span_processor = span_processor
-        self._closers = closers
+        self.tracer_provider = pipeline.tracer_provider
+        self.meter_provider = pipeline.meter_provider
+        self.logger_provider = pipeline.logger_provider
+        self.metrics_url = pipeline.metrics_url
+        self.drops = pipeline.drops
+        self.trace_file = (
+            settings.tracing.file_path if settings.trace_exporter == "file" and pipeline.tracer_provider else None
+        )
+        self.tracer: Tracer = (pipeline.tracer_provider or trace.get_tracer_provider()).get_tracer("rfobs", __version__)
+        self.meter: Meter = (pipeline.meter_provider or metrics.get_meter_provider()).get_meter("rfobs", __version__)
+        self._pipeline = pipeline
         self._shut = False
         # Flush at interpreter exit unless shut down first; shutdown() unregisters this same bound method.
         atexit.register(self._exit_flush)
@@ -105,10 +116,12 @@ class Telemetry:
         atexit.unregister(self._exit_flush)
         deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
         # Closing the /metrics server waits for its poll loop (up to 0.5 s): overlap it with the flushes.
-        closing = _start(lambda: [close() for close in self._closers])
+        closing = _start(lambda: [close() for close in self._pipeline.closers])
         complete = True
-        if self._span_processor is not None:
-            complete = self._span_processor.shutdown_before(deadline)
+        # The batch processors keep the deadline themselves and count what they abandon.
+        for processor in (self._pipeline.span_processor, self._pipeline.log_processor):
+            if processor is not None:
+                complete = processor.shutdown_before(deadline) and complete
         if self.tracer_provider is not None:
             complete = _run_before(deadline, self.tracer_provider.shutdown) and complete
         if (meter_provider := self.meter_provider) is not None:
@@ -126,7 +139,8 @@ class Telemetry:
 def init(env: str | None = None, **overrides: Any) -> Telemetry:
     """Read the settings, build and install the OpenTelemetry providers, and start the exporters.
 
-    Safe to call twice: the second call warns and returns the same handle.
+    Safe to call twice: the second call warns and returns the same handle. Call it once per process:
+    after `shutdown()`, OpenTelemetry's set-once globals cannot be replaced, so a new `init()` raises.
 
     Args:
         env: `development`, `staging` or `production`; default `RFOBS_ENV`, else `development`.
@@ -138,6 +152,7 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
 
     Raises:
         ConfigError: A setting is invalid (all problems are listed).
+        RfobsError: `init()` after `shutdown()` in the same process.
 
     Example:
         >>> import rfobs
@@ -149,15 +164,27 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
     with _lock:
         if _active is not None:
             warnings.warn(
-                "rfobs.init() was already called; returning the existing handle (call rfobs.shutdown() first to "
-                "re-initialise with other settings)",
+                "rfobs.init() was already called; returning the existing handle (its settings stay in effect)",
                 RuntimeWarning,
                 stacklevel=2,
             )
             return _active
+        _refuse_reinit()
         settings = load_config(env, overrides=overrides)
         _active = _build(settings)
         return _active
+
+
+def _refuse_reinit() -> None:
+    """OpenTelemetry's global providers are set once per process: after shutdown() they cannot be replaced."""
+    from opentelemetry import trace
+
+    if trace.get_tracer_provider() in _installed:
+        raise RfobsError(
+            "rfobs.init() after rfobs.shutdown() in the same process: OpenTelemetry's global providers can be "
+            "installed only once, so new ones would never receive the decorators' telemetry. Call rfobs.init() "
+            "once for the life of the process (in tests, rfobs.testing.reset_global_telemetry() resets the globals)"
+        )
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -188,23 +215,21 @@ def _reset_for_tests() -> None:  # pyright: ignore[reportUnusedFunction]
 
 
 def _build(settings: Settings) -> Telemetry:
+    pipeline = _Pipeline()
     if settings.sdk.disabled:
-        return Telemetry(settings, None, None, None, None, [], None, DropCounter())
+        return Telemetry(settings, pipeline)
     if settings.logging.enabled:
         from rfobs.logs import setup_logging
 
         setup_logging(settings.logging.level, settings.logging.format == "json")
     resource = _resource(settings)
-    closers: list[Callable[[], None]] = []
-    drops = DropCounter()
-    meter_provider, metrics_url = (
-        _meter_provider(settings, resource, closers, drops) if settings.metrics.enabled else (None, None)
-    )
-    tracer_provider, processor = (
-        _tracer_provider(settings, resource, drops) if settings.tracing.enabled else (None, None)
-    )
-    logger_provider = _logger_provider(settings, resource, closers, drops)
-    return Telemetry(settings, tracer_provider, processor, meter_provider, logger_provider, closers, metrics_url, drops)
+    if settings.metrics.enabled:
+        _add_meter_provider(settings, resource, pipeline)
+    if settings.tracing.enabled:
+        _add_tracer_provider(settings, resource, pipeline)
+    if settings.otlp.endpoint and settings.logging.otlp_export:
+        _add_logger_provider(settings, resource, pipeline)
+    return Telemetry(settings, pipeline)
 
 
 def _resource(settings: Settings) -> Resource:
@@ -256,9 +281,7 @@ def _sampler(settings: Settings) -> Sampler:
     return samplers[settings.tracing.sampler]()
 
 
-def _tracer_provider(
-    settings: Settings, resource: Resource, drops: DropCounter
-) -> tuple[TracerProvider, BoundedBatchSpanProcessor | None]:
+def _add_tracer_provider(settings: Settings, resource: Resource, pipeline: _Pipeline) -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
@@ -272,52 +295,48 @@ def _tracer_provider(
         max_link_attributes=tracing.max_attributes,
         max_attribute_length=tracing.max_attribute_length,
     )
-    provider = TracerProvider(resource=resource, sampler=_sampler(settings), span_limits=limits)
-    processor = None
+    # shutdown_on_exit=False: the handle's own bounded exit hook shuts the providers down, once.
+    provider = TracerProvider(resource=resource, sampler=_sampler(settings), span_limits=limits, shutdown_on_exit=False)
     if (exporter := span_exporter(settings)) is not None:
-        processor = BoundedBatchSpanProcessor(
+        pipeline.span_processor = BoundedBatchSpanProcessor(
             exporter,
-            drops,
+            pipeline.drops,
             max_queue_size=tracing.max_queue_size,
             max_export_batch_size=tracing.max_export_batch_size,
             schedule_delay=tracing.schedule_delay,
         )
-        provider.add_span_processor(processor)
+        provider.add_span_processor(pipeline.span_processor)
     _install(trace.set_tracer_provider, trace.get_tracer_provider, trace.ProxyTracerProvider, provider)
-    return provider, processor
+    pipeline.tracer_provider = provider
 
 
-def _meter_provider(
-    settings: Settings, resource: Resource, closers: list[Callable[[], None]], drops: DropCounter
-) -> tuple[MeterProvider, str | None]:
+def _add_meter_provider(settings: Settings, resource: Resource, pipeline: _Pipeline) -> None:
     from opentelemetry import metrics
     from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     readers: list[MetricReader] = []
-    metrics_url = None
     if settings.metrics.prometheus_enabled:
-        reader, metrics_url = _prometheus_reader(settings, closers)
-        readers.append(reader)
+        readers.append(_prometheus_reader(settings, pipeline))
     if settings.metrics.otlp_export and settings.otlp.endpoint:
-        from rfobs._counting import CountingMetricExporter
+        from rfobs._counting_metrics import CountingMetricExporter
         from rfobs.exporters import metric_exporter
 
         readers.append(
             PeriodicExportingMetricReader(
-                CountingMetricExporter(metric_exporter(settings.otlp), drops),
+                CountingMetricExporter(metric_exporter(settings.otlp), pipeline.drops),
                 export_interval_millis=settings.metrics.export_interval * 1000,
                 export_timeout_millis=settings.otlp.timeout * 1000,
             )
         )
-    provider = MeterProvider(metric_readers=readers, resource=resource)
-    drops.register(provider.get_meter("rfobs"), settings.metrics.namespace)
+    provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+    pipeline.drops.register(provider.get_meter("rfobs"), settings.metrics.namespace)
     _install(metrics.set_meter_provider, metrics.get_meter_provider, _ProxyMeterProvider, provider)
-    return provider, metrics_url
+    pipeline.meter_provider = provider
 
 
-def _prometheus_reader(settings: Settings, closers: list[Callable[[], None]]) -> tuple[Any, str | None]:
+def _prometheus_reader(settings: Settings, pipeline: _Pipeline) -> MetricReader:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -333,41 +352,38 @@ def _prometheus_reader(settings: Settings, closers: list[Callable[[], None]]) ->
             "metrics.prometheus_port (RFOBS_METRICS__PROMETHEUS_PORT) to a free port, or 0 for any. "
             "Metrics are still recorded; traces and logs are unaffected.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
-        return reader, None
+        return reader
 
     def close() -> None:
         server.shutdown()
         server.server_close()
         thread.join(1.0)
 
-    closers.append(close)
+    pipeline.closers.append(close)
     shown_host = f"[{host}]" if ":" in host else host
-    return reader, f"http://{shown_host}:{server.server_port}/metrics"
+    pipeline.metrics_url = f"http://{shown_host}:{server.server_port}/metrics"
+    return reader
 
 
-def _logger_provider(
-    settings: Settings, resource: Resource, closers: list[Callable[[], None]], drops: DropCounter
-) -> LoggerProvider | None:
-    if not (settings.otlp.endpoint and settings.logging.otlp_export):
-        return None
+def _add_logger_provider(settings: Settings, resource: Resource, pipeline: _Pipeline) -> None:
     from opentelemetry import _logs
     from opentelemetry._logs._internal import ProxyLoggerProvider
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    from rfobs._counting import CountingLogExporter
+    from rfobs._processor import BoundedBatchLogProcessor
     from rfobs.exporters import log_exporter
     from rfobs.logs import OtelLogHandler
 
-    provider = LoggerProvider(resource=resource)
-    provider.add_log_record_processor(BatchLogRecordProcessor(CountingLogExporter(log_exporter(settings.otlp), drops)))
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    pipeline.log_processor = BoundedBatchLogProcessor(log_exporter(settings.otlp), pipeline.drops)
+    provider.add_log_record_processor(pipeline.log_processor)
     _install(_logs.set_logger_provider, _logs.get_logger_provider, ProxyLoggerProvider, provider)
     handler = OtelLogHandler(provider)
     logging.getLogger().addHandler(handler)
-    closers.append(lambda: logging.getLogger().removeHandler(handler))
-    return provider
+    pipeline.closers.append(lambda: logging.getLogger().removeHandler(handler))
+    pipeline.logger_provider = provider
 
 
 def _install(
@@ -384,6 +400,7 @@ def _install(
         )
         return
     set_global(provider)
+    _installed.add(provider)
 
 
 def _start(action: Callable[[], object]) -> threading.Thread:

@@ -15,8 +15,10 @@ reset before and after each test, and a span still open when the test ends fails
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -50,18 +52,31 @@ class Capture:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace import SpanLimits, TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
         self.exporter: InMemorySpanExporter = InMemorySpanExporter()
         self.reader: InMemoryMetricReader = InMemoryMetricReader()
         resource = Resource({"service.name": "rfobs-test"})
         self._open = _OpenSpans()
-        self.tracer_provider: TracerProvider = TracerProvider(resource=resource, id_generator=_SequentialIds())
+        # Explicit sampler and limits, and OTEL_SDK_DISABLED hidden while the providers are built: the SDK reads
+        # those variables itself, and a developer's shell must not make a test record nothing.
+        limits = SpanLimits(max_attributes=128, max_events=128, max_links=128, max_attribute_length=SpanLimits.UNSET)
+        with _without_environment_variable("OTEL_SDK_DISABLED"):
+            self.tracer_provider: TracerProvider = TracerProvider(
+                resource=resource,
+                id_generator=_SequentialIds(),
+                sampler=ALWAYS_ON,
+                span_limits=limits,
+                shutdown_on_exit=False,
+            )
+            self.meter_provider: MeterProvider = MeterProvider(
+                metric_readers=[self.reader], resource=resource, shutdown_on_exit=False
+            )
         self.tracer_provider.add_span_processor(self._open)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.meter_provider: MeterProvider = MeterProvider(metric_readers=[self.reader], resource=resource)
 
     def spans(self) -> list[dict[str, Any]]:
         """Finished spans in the order they ended: name, ids, parent, kind, status, attributes, events."""
@@ -165,6 +180,16 @@ def capture() -> Iterator[Capture]:
         captured.tracer_provider.shutdown()
         captured.meter_provider.shutdown()
         reset_global_telemetry()
+
+
+@contextlib.contextmanager
+def _without_environment_variable(name: str) -> Generator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
 
 
 class _SequentialIds(IdGenerator):

@@ -220,12 +220,75 @@ def test_named_settings_file_must_exist(monkeypatch: pytest.MonkeyPatch) -> None
     ]
 
 
-def test_unreadable_settings_file_is_a_config_error() -> None:
-    # A directory named like a settings file cannot be read: the same path an unreadable file takes.
+def test_settings_path_that_is_not_a_file() -> None:
     Path("conf.toml").mkdir()
     with pytest.raises(ConfigError) as caught:
         load_config(settings_files=["conf.toml"])
     assert [p.allowed for p in caught.value.problems] == ["an existing file"]
+
+
+def test_settings_file_that_is_not_utf8() -> None:
+    Path("settings.toml").write_bytes(b"[default.service]\nname = '\xff\xfe'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert [p.allowed for p in caught.value.problems] == ["a readable UTF-8 file (UnicodeDecodeError)"]
+
+
+def test_format_token_naming_an_unset_variable_names_the_key() -> None:
+    write(".secrets.toml", '[default.otlp]\nheaders = {authorization = "@format Bearer {env[COLLECTOR_TOKEN]}"}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert [(p.key, p.value, p.allowed, p.source) for p in caught.value.problems] == [
+        (
+            "otlp.headers.authorization",
+            "'@format Bearer {env[COLLECTOR_TOKEN]}'",
+            "an environment variable COLLECTOR_TOKEN that is set (the @format token reads it)",
+            ".secrets.toml [default]",
+        )
+    ]
+
+
+def test_format_token_in_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFOBS_OTLP__TIMEOUT", "@format {env[NOT_SET_ANYWHERE]}")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert [(p.key, p.source) for p in caught.value.problems] == [("otlp.timeout", "env RFOBS_OTLP__TIMEOUT")]
+
+
+def test_nested_and_group_environment_variables_are_attributed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFOBS_OTLP__HEADERS__AUTHORIZATION", SECRET)
+    monkeypatch.setenv("RFOBS_TRACING", '@json {"exporter": "none"}')
+    settings = load_config()
+    assert settings.trace_exporter == "none"
+    assert settings.sources["tracing.exporter"] == "env RFOBS_TRACING"
+    assert settings.sources["otlp.headers"] == "env RFOBS_OTLP__HEADERS__AUTHORIZATION"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shown"),
+    [
+        ({"otlp__endpoint": f"https://user:{SECRET}@collector:4318"}, "'https://user:***@collector:4318'"),
+        ({"otlp__endpoint": f"collector:4318?token={SECRET}"}, "'collector:4318?token=***'"),
+        ({"otlp__header": f"authorization=Bearer {SECRET}"}, "<str>"),
+        ({"otlp__headers": [f"authorization: Bearer {SECRET}"]}, "'***'"),
+        ({"otpl": {"headers": {"authorization": SECRET}}}, "<dict>"),
+    ],
+)
+def test_no_secret_in_any_error(overrides: dict[str, Any], shown: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=overrides)
+    assert SECRET not in str(caught.value)
+    assert [p.value for p in caught.value.problems] == [shown]
+
+
+def test_secret_named_resource_attributes_are_redacted_in_config_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"api_key={SECRET},team=search")
+    rows = describe_settings(load_config())
+    assert (
+        "service.resource_attributes",
+        "{'api_key': '***', 'team': 'search'}",
+        "env OTEL_RESOURCE_ATTRIBUTES",
+    ) in rows
 
 
 def test_group_outside_an_environment_section_is_reported() -> None:

@@ -134,8 +134,9 @@ def test_taken_metrics_port_warns_and_everything_else_works() -> None:
         port = blocker.getsockname()[1]
         with pytest.warns(
             RuntimeWarning, match=rf"cannot serve /metrics on 127.0.0.1:{port} .*metrics.prometheus_port"
-        ):
+        ) as caught:
             telemetry = rfobs.init(metrics__prometheus_port=port, logging__enabled=False)
+    assert caught[0].filename == __file__  # points at the caller
     assert telemetry.metrics_url is None
     with telemetry.tracer.start_as_current_span("still traced"):
         pass
@@ -159,20 +160,54 @@ def test_sdk_disabled_installs_nothing() -> None:
 
 def test_init_wires_json_logging_with_trace_correlation(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)  # init()'s own handler writes to standard error
     telemetry = rfobs.init(metrics__prometheus_port=0, logging__level="DEBUG")
-    handler = rfobs.setup_logging("INFO", json_format=True, stream=stream)  # same handler, captured
     try:
         with telemetry.tracer.start_as_current_span("work") as span:
             logging.getLogger("agent").info("calling api token=abc123secret", extra={"user": "u1", "password": "pw"})
-        record = json.loads(stream.getvalue())
+        record = json.loads(stream.getvalue().splitlines()[-1])
         context = span.get_span_context()
         assert record["trace_id"] == format(context.trace_id, "032x")
         assert record["span_id"] == format(context.span_id, "016x")
         assert record["message"] == "calling api token=***"
         assert (record["level"], record["logger"], record["user"], record["password"]) == ("INFO", "agent", "u1", "***")
+        assert logging.getLogger().level == logging.DEBUG
+    finally:
+        telemetry.shutdown(timeout=2)
+        for handler in list(logging.getLogger().handlers):
+            if getattr(handler, "_rfobs_handler", False):
+                logging.getLogger().removeHandler(handler)
+
+
+def test_logged_secrets_in_quoted_and_nested_forms_are_redacted() -> None:
+    stream = io.StringIO()
+    handler = rfobs.setup_logging("INFO", json_format=True, stream=stream)
+    try:
+        log = logging.getLogger("agent")
+        log.info("calling with %s", {"password": "hunter2", "api_key": "abc123"})
+        log.info('config {"token": "hunter2"}')
+        log.info("request", extra={"request": {"headers": {"Authorization": "Bearer hunter2xyz"}}, "tokens": [1]})
+        log.info("usage input_tokens: 12")
     finally:
         logging.getLogger().removeHandler(handler)
-        telemetry.shutdown(timeout=2)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert "hunter2" not in stream.getvalue() and "abc123" not in stream.getvalue()
+    assert records[0]["message"] == "calling with {'password': '***', 'api_key': '***'}"
+    assert records[1]["message"] == 'config {"token": "***"}'
+    assert records[2]["request"] == {"headers": {"Authorization": "***"}}
+    assert records[3]["message"] == "usage input_tokens: 12"  # a token count is not a credential
+
+
+def test_init_after_shutdown_is_refused_clearly() -> None:
+    rfobs.init(**QUIET).shutdown(timeout=2)
+    with pytest.raises(rfobs.RfobsError, match=r"rfobs.init\(\) after rfobs.shutdown\(\) in the same process"):
+        rfobs.init(**QUIET)
+
+
+def test_zero_timeout_shutdown_with_nothing_pending_is_complete() -> None:
+    telemetry = rfobs.init(**QUIET)
+    assert telemetry.shutdown(timeout=0) is True
+    assert telemetry.drops.get("spans") == 0
 
 
 def test_text_logging_is_readable_and_never_duplicated() -> None:
@@ -215,4 +250,3 @@ def test_spans_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True, timeout=30)
     assert [s.name for s in load_spans(tmp_path / ".rfobs" / "traces.jsonl")] == ["researcher.last_words"]
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -57,7 +58,10 @@ def hanging_endpoint() -> Generator[str, None, None]:
         server.close()
 
 
-def run_workload_then_shutdown(endpoint: str, protocol: str) -> tuple[bool, float, int]:
+LOG_RECORDS = 200
+
+
+def run_workload_then_shutdown(endpoint: str, protocol: str) -> tuple[bool, float, int, int]:
     telemetry = rfobs.init(
         otlp__endpoint=endpoint,
         otlp__protocol=protocol,
@@ -73,24 +77,26 @@ def run_workload_then_shutdown(endpoint: str, protocol: str) -> tuple[bool, floa
 
     for i in range(PENDING):
         assert call(i) == i  # never raises into user code
+    for i in range(LOG_RECORDS):
+        logging.getLogger("agent").warning("step %d", i)  # the OTLP log bridge queues these
     started = time.monotonic()
     delivered = telemetry.shutdown(timeout=2)
     elapsed = time.monotonic() - started
-    return delivered, elapsed, telemetry.drops.get("spans")
+    return delivered, elapsed, telemetry.drops.get("spans"), telemetry.drops.get("logs")
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_refusing_collector_shutdown_keeps_deadline_and_counts_spans(protocol: str) -> None:
-    delivered, elapsed, dropped = run_workload_then_shutdown(refused_endpoint(), protocol)
+    delivered, elapsed, dropped, dropped_logs = run_workload_then_shutdown(refused_endpoint(), protocol)
     assert delivered is False
     assert elapsed <= 2.2
-    assert dropped == PENDING
+    assert (dropped, dropped_logs) == (PENDING, LOG_RECORDS)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_hanging_collector_shutdown_keeps_deadline_and_counts_spans(protocol: str) -> None:
     with hanging_endpoint() as endpoint:
-        delivered, elapsed, dropped = run_workload_then_shutdown(endpoint, protocol)
+        delivered, elapsed, dropped, dropped_logs = run_workload_then_shutdown(endpoint, protocol)
     assert delivered is False
     assert elapsed <= 2.2
-    assert dropped == PENDING
+    assert (dropped, dropped_logs) == (PENDING, LOG_RECORDS)

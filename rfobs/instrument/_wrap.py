@@ -117,9 +117,12 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin)
         if call is None:
             return (yield from func(*args, **kwargs))
         ctx = set_span_in_context(call.span)
-        generator: Generator[Any, Any, Any] | None = None
         try:
             generator = _in_span(ctx, lambda: func(*args, **kwargs))
+        except BaseException as error:
+            call.finish(None, error)
+            raise
+        try:
             value = _in_span(ctx, next, generator)
             while True:
                 try:
@@ -134,9 +137,13 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin)
             call.finish(stop.value, None)
             return stop.value
         except GeneratorExit:
-            if generator is not None:
+            # Closed early by the consumer: not an error, unless the generator's own cleanup fails.
+            try:
                 _in_span(ctx, generator.close)
-            call.finish(None, None)  # closed early by the consumer: not an error
+            except BaseException as error:
+                call.finish(None, error)
+                raise
+            call.finish(None, None)
             raise
         except BaseException as error:
             call.finish(None, error)
@@ -179,9 +186,12 @@ def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: 
                 yield item
             return
         ctx = set_span_in_context(call.span)
-        generator: AsyncGenerator[Any, Any] | None = None
         try:
             generator = _in_span(ctx, lambda: func(*args, **kwargs))
+        except BaseException as error:
+            call.finish(None, error)
+            raise
+        try:
             value = await in_span(ctx, generator.__anext__)
             while True:
                 try:
@@ -195,8 +205,11 @@ def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: 
         except StopAsyncIteration:
             call.finish(None, None)
         except GeneratorExit:
-            if generator is not None:
+            try:
                 await in_span(ctx, generator.aclose)
+            except BaseException as error:
+                call.finish(None, error)
+                raise
             call.finish(None, None)
             raise
         except BaseException as error:

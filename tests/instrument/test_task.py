@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,3 +324,50 @@ def test_calls_before_an_sdk_is_installed_are_not_counted_twice(tmp_path: Path) 
     (line,) = result.stdout.splitlines()
     assert line.startswith("researchflow_agents_agent_tasks_total{agent=")
     assert line.endswith(" 1.0")
+
+
+def test_stacktrace_on_the_span_is_scrubbed_too(capture: Capture) -> None:
+    @rfobs.task("researcher", "leak")
+    def leak() -> None:
+        raise ValueError("upstream rejected api_key=sk-live-hunter2-abcdefghij")
+
+    with pytest.raises(ValueError):
+        leak()
+    (span,) = capture.exporter.get_finished_spans()
+    (event,) = span.events
+    attributes = dict(event.attributes or {})
+    assert "hunter2" not in str(attributes)
+    assert str(attributes["exception.stacktrace"]).endswith("ValueError: upstream rejected api_key=***\n")
+
+
+def test_generator_whose_cleanup_fails_still_ends_its_span(capture: Capture) -> None:
+    @rfobs.task("researcher", "stream")
+    def stream() -> Generator[int, None, None]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            raise OSError("cleanup failed")
+
+    generator = stream()
+    next(generator)
+    with pytest.raises(OSError, match="cleanup failed"):
+        generator.close()
+    (span,) = capture.spans()
+    assert span["status"] == {"code": "ERROR", "description": "OSError: cleanup failed"}
+
+
+async def test_async_generator_whose_cleanup_fails_still_ends_its_span(capture: Capture) -> None:
+    @rfobs.task("researcher", "tokens")
+    async def tokens() -> AsyncGenerator[str, None]:
+        try:
+            yield "a"
+        finally:
+            raise OSError("cleanup failed")
+
+    stream = tokens()
+    await anext(stream)
+    with pytest.raises(OSError, match="cleanup failed"):
+        await stream.aclose()
+    (span,) = capture.spans()
+    assert span["status"]["code"] == "ERROR"

@@ -1,22 +1,19 @@
-"""Exporter wrappers that count what a metric or log export failed to deliver, in `telemetry.dropped`.
+"""A metric exporter wrapper that counts the data points of failed exports in `telemetry.dropped`.
 
-Spans are counted by rfobs's own batch processor; metrics and logs go through the SDK's readers and
-processors, which only log a failed export, so the exporter itself is wrapped.
+Spans and log records are counted by rfobs's own batch processors; metrics go through the SDK's periodic
+reader, which only logs a failed export, so the exporter itself is wrapped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 from rfobs._drops import DropCounter
 
-__all__ = ["CountingLogExporter", "CountingMetricExporter"]
+__all__ = ["CountingMetricExporter"]
 
 _log = logging.getLogger("rfobs")
 
@@ -50,33 +47,6 @@ class CountingMetricExporter(MetricExporter):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Delegate."""
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)  # pyright: ignore[reportUnknownMemberType]
-
-
-class CountingLogExporter(LogRecordExporter):
-    """Delegates to `inner`; a failed or raising export counts its records as dropped."""
-
-    def __init__(self, inner: LogRecordExporter, drops: DropCounter) -> None:
-        self._inner = inner
-        self._drops = drops
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        """Export, counting the records of a failed export."""
-        try:
-            result = self._inner.export(batch)
-        except Exception:  # exporters should not raise; if one does, the agent must not see it
-            _log.warning("rfobs: log exporter raised", exc_info=True)
-            result = LogRecordExportResult.FAILURE
-        if result is not LogRecordExportResult.SUCCESS:
-            self._drops.add("logs", "export_failed", len(batch))
-        return result
-
-    def shutdown(self) -> None:
-        """Delegate."""
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Delegate."""
-        return self._inner.force_flush(timeout_millis)
 
 
 def _point_count(metrics_data: MetricsData) -> int:

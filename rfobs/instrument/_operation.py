@@ -1,0 +1,142 @@
+"""A traced operation: what `@task`, `@tool`, `@api_call` and `@llm_call` share between decoration and each call.
+
+`Operation` holds everything fixed at decoration (span name, kind, attributes, metric labels and attribute
+dicts); `Call` is one run of it. The per-call path starts a span, counts, records the duration, ends the span.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from rfobs._secrets import scrub_text
+from rfobs.exceptions import ConfigError
+from rfobs.instrument import _telemetry as t
+
+__all__ = ["Call", "Operation", "check_name", "record_error"]
+
+_MAX_STATUS_MESSAGE: Final = 256
+
+Metrics = Callable[[t.Instruments], "tuple[t.Counts, Any]"]
+"""Picks the counter and duration histogram of an operation from the current instruments."""
+ResultHook = Callable[[object, Span, t.Instruments, float], bool]
+"""Reads a successful call's result (HTTP status, token usage): sets span attributes, records extra
+metrics, and returns False when the result itself means failure."""
+ErrorHook = Callable[[BaseException, t.Instruments, float], None]
+"""Records extra metrics for a call that raised."""
+Capture = Callable[[tuple[Any, ...], dict[str, Any]], str]
+
+
+def check_name(argument: str, value: object, decorator: str) -> str:
+    """A decorator's name argument, stripped, or a ConfigError naming the argument and the value."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"@{decorator}({argument}={value!r}): expected a non-empty string naming the {argument}")
+    return value.strip()
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    """Record `error` on `span`: an exception event, status ERROR and `error.type`; secrets scrubbed.
+
+    The stack trace is scrubbed too: its last line repeats the exception's message.
+    """
+    message = scrub_text(str(error))
+    stacktrace = scrub_text("".join(traceback.format_exception(error)))
+    span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"[:_MAX_STATUS_MESSAGE]))
+    span.set_attribute(t.ERROR_TYPE, type(error).__qualname__)
+
+
+class Operation:
+    """Everything about one decorated function that does not change between calls."""
+
+    __slots__ = (
+        "attributes",
+        "capture_input",
+        "capture_output",
+        "error_attributes",
+        "error_labels",
+        "kind",
+        "metrics",
+        "on_error",
+        "on_result",
+        "span_name",
+        "success_attributes",
+        "success_labels",
+    )
+
+    def __init__(
+        self,
+        span_name: str,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue],
+        labels: Mapping[str, str],
+        metrics: Metrics,
+        *,
+        on_result: ResultHook | None = None,
+        on_error: ErrorHook | None = None,
+        capture_input: Capture | None = None,
+        capture_output: Callable[[object], str] | None = None,
+    ) -> None:
+        self.span_name = span_name
+        self.kind = kind
+        self.attributes = dict(attributes)
+        self.success_labels = (*labels.items(), ("status", "success"))
+        self.error_labels = (*labels.items(), ("status", "error"))
+        self.success_attributes = dict(self.success_labels)
+        self.error_attributes = dict(self.error_labels)
+        self.metrics = metrics
+        self.on_result = on_result
+        self.on_error = on_error
+        self.capture_input = capture_input
+        self.capture_output = capture_output
+
+    def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+        """Start one call; None before an SDK is installed (the call then runs untouched)."""
+        instruments = t.current()
+        return None if instruments is None else Call(self, instruments, args, kwargs)
+
+
+class Call:
+    """One run of an `Operation`."""
+
+    __slots__ = ("_instruments", "_operation", "_start", "span")
+
+    def __init__(
+        self, operation: Operation, instruments: t.Instruments, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._operation = operation
+        self._instruments = instruments
+        self.span = instruments.tracer.start_span(
+            operation.span_name, kind=operation.kind, attributes=operation.attributes
+        )
+        if operation.capture_input is not None and self.span.is_recording():
+            self.span.set_attribute(t.RFOBS_INPUT, operation.capture_input(args, kwargs))
+        self._start = time.perf_counter()
+
+    def finish(self, result: object, error: BaseException | None) -> None:
+        """End the call with its result or the exception it raised."""
+        elapsed = time.perf_counter() - self._start
+        operation, span = self._operation, self.span
+        ok = error is None
+        if error is not None:
+            record_error(span, error)
+            if operation.on_error is not None:
+                operation.on_error(error, self._instruments, elapsed)
+        else:
+            if operation.on_result is not None:
+                ok = operation.on_result(result, span, self._instruments, elapsed)
+            if operation.capture_output is not None and span.is_recording():
+                span.set_attribute(t.RFOBS_OUTPUT, operation.capture_output(result))
+        counts, histogram = operation.metrics(self._instruments)
+        if ok:
+            counts.add(operation.success_labels)
+            histogram.record(elapsed, operation.success_attributes)
+        else:
+            counts.add(operation.error_labels)
+            histogram.record(elapsed, operation.error_attributes)
+        span.end()
