@@ -18,15 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-
-# rfobs's own modules are imported inside the functions: this module loads as a pytest plugin, before
-# coverage starts measuring, and importing rfobs here would hide its module-level lines from coverage.
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -35,7 +33,17 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-__all__ = ["Capture", "capture", "reset_global_telemetry", "span_as_dict"]
+    from rfobs.instrument._clock import VirtualClock
+
+__all__ = [
+    "Capture",
+    "capture",
+    "fast_waits",
+    "fast_waits_enabled",
+    "reset_global_telemetry",
+    "set_testing",
+    "span_as_dict",
+]
 
 
 class Capture:
@@ -161,6 +169,41 @@ def reset_global_telemetry() -> None:
     logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()  # pyright: ignore[reportPrivateUsage]
     logs_internal._LOGGER_PROVIDER = None  # pyright: ignore[reportPrivateUsage]
     del _logs, metrics
+
+
+def set_testing(enabled: bool) -> VirtualClock | None:
+    """Test mode for users' suites: retries, rate-limit waits and breaker timeouts use a virtual clock.
+
+    Sleeping then returns at once while the virtual time advances by the amount slept, so policies behave as
+    they would in production (same attempts, same admissions) without the wall-clock wait. Returns the clock
+    when enabling (tests may `advance()` it), None when disabling. Prefer the `fast_waits` fixture.
+    """
+    from rfobs.instrument._clock import VirtualClock, set_default_clock
+
+    clock = VirtualClock(start=time.monotonic()) if enabled else None
+    set_default_clock(clock)
+    return clock
+
+
+@contextlib.contextmanager
+def fast_waits_enabled() -> Generator[VirtualClock]:
+    """`set_testing(True)` for the duration of a `with` block."""
+    from rfobs.instrument._clock import default_clock, set_default_clock
+
+    previous = default_clock()
+    clock = set_testing(True)
+    assert clock is not None
+    try:
+        yield clock
+    finally:
+        set_default_clock(previous)
+
+
+@pytest.fixture
+def fast_waits() -> Iterator[VirtualClock]:
+    """Retries, rate-limit waits and breaker timeouts run on a virtual clock for one test."""
+    with fast_waits_enabled() as clock:
+        yield clock
 
 
 @pytest.fixture

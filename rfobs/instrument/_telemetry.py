@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from opentelemetry import metrics, trace
+from opentelemetry import trace as _trace_api
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Tracer
 
@@ -47,6 +49,7 @@ RETRY_ATTEMPT: Final = "rfobs.retry.attempt"
 RETRY_DELAY: Final = "rfobs.retry.delay_s"
 RETRY_OUTCOME: Final = "rfobs.retry.outcome"
 RETRY_ATTEMPTS: Final = "rfobs.retry.attempts"
+RETRY_OPERATION: Final = "rfobs.retry.operation"
 EXCEPTION_TYPE: Final = "exception.type"
 TIMEOUT_EVENT: Final = "timeout"
 TIMEOUT_LIMIT: Final = "rfobs.timeout.seconds"
@@ -55,10 +58,14 @@ RATE_LIMIT_EVENT: Final = "rate_limit"
 RATE_LIMIT_NAME: Final = "rfobs.rate_limit.limiter"
 RATE_LIMIT_DECISION: Final = "rfobs.rate_limit.decision"
 RATE_LIMIT_WAIT: Final = "rfobs.rate_limit.wait_s"
+RATE_LIMIT_RETRY_AFTER: Final = "rfobs.rate_limit.retry_after_s"
 BREAKER_EVENT: Final = "circuit_breaker.transition"
 BREAKER_NAME: Final = "rfobs.circuit_breaker.name"
 BREAKER_FROM: Final = "rfobs.circuit_breaker.from_state"
 BREAKER_TO: Final = "rfobs.circuit_breaker.to_state"
+BREAKER_REJECTED_EVENT: Final = "circuit_breaker.rejected"
+BREAKER_STATE: Final = "rfobs.circuit_breaker.state"
+BREAKER_RETRY_AFTER: Final = "rfobs.circuit_breaker.retry_after_s"
 
 # The GenAI semantic conventions' advisory buckets for token counts and operation durations.
 TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -98,17 +105,31 @@ class Counts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Labels, int] = {}
+        self._sources: list[Callable[[], Iterable[tuple[Labels, int]]]] = []
 
     def add(self, labels: Labels, amount: int = 1) -> None:
         """Add `amount` to the count of `labels`."""
         with self._lock:
             self._counts[labels] = self._counts.get(labels, 0) + amount
 
+    def add_source(self, source: Callable[[], Iterable[tuple[Labels, int]]]) -> None:
+        """Also publish counts kept elsewhere, read at collection time and summed per label set.
+
+        For a hot path that already holds a lock of its own (the rate limiter): it bumps a plain int under that
+        lock instead of paying for `add`'s lock and label hashing on every call.
+        """
+        with self._lock:
+            self._sources.append(source)
+
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         """Observable-counter callback."""
         with self._lock:
-            items = list(self._counts.items())
-        return [Observation(n, dict(labels)) for labels, n in items]
+            totals = dict(self._counts)
+            sources = list(self._sources)
+        for source in sources:
+            for labels, n in source():
+                totals[labels] = totals.get(labels, 0) + n
+        return [Observation(n, dict(labels)) for labels, n in totals.items()]
 
 
 class Instruments:
@@ -205,14 +226,22 @@ _current: Instruments | None = None
 def current() -> Instruments | None:
     """The instruments for the providers installed right now, or None while no SDK is installed.
 
-    The fast path is two global reads and two identity checks. None lets a decorator skip all telemetry
-    work before `rfobs.init()` (the OpenTelemetry API's no-op span alone costs microseconds).
+    None lets a decorator skip all telemetry work before `rfobs.init()`: the OpenTelemetry API's no-op span
+    alone costs microseconds. The globals are read directly because `get_tracer_provider()` and
+    `get_meter_provider()` look up an environment variable on every call until a provider is set (opentelemetry-api
+    is pinned; tests cover this path).
     """
-    tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
+    tracer_provider = _trace_api._TRACER_PROVIDER  # pyright: ignore[reportPrivateUsage]
+    meter_provider = _metrics_api._METER_PROVIDER  # pyright: ignore[reportPrivateUsage]
+    if tracer_provider is None:
+        if meter_provider is None:
+            return None
+        tracer_provider = trace.get_tracer_provider()
+    elif meter_provider is None:
+        meter_provider = metrics.get_meter_provider()
     found = _current
-    if found is not None and found.tracer_provider is tracer_provider and found.meter_provider is meter_provider:
-        return found if found.installed else None
-    found = _rebuild(tracer_provider, meter_provider)
+    if found is None or found.tracer_provider is not tracer_provider or found.meter_provider is not meter_provider:
+        found = _rebuild(tracer_provider, meter_provider)
     return found if found.installed else None
 
 
