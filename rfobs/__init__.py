@@ -1,32 +1,98 @@
 """rfobs: OpenTelemetry observability for Python AI agents.
 
-Call `rfobs.init()` once at start-up; decorate agent tasks, tools and API calls; see traces with
+Call `rfobs.init()` once at start-up; decorate agent tasks, tools, API and LLM calls; see traces with
 `rfobs traces` and metrics on `http://127.0.0.1:9464/metrics`.
+
+Importing rfobs loads only what the decorators need; settings, the SDK, exporters and the reliability
+policies are imported on first use (every agent pays for the import). The one-line policy stack is
+`rfobs.instrument.instrument`: the name `rfobs.instrument` is the subpackage.
 """
 
-from rfobs._settings_model import Settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from rfobs._version import __version__
-from rfobs.config import load_config
-from rfobs.exceptions import ConfigError, RfobsError
-from rfobs.instrument import api_call, task, tool, track_agent_task, track_api_call
-from rfobs.logs import setup_logging, setup_structured_logging
-from rfobs.sdk import Telemetry, get_settings, init, shutdown
+from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited, RfobsError, TimeoutExceeded
+from rfobs.instrument.llm import llm_call
+from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
+
+if TYPE_CHECKING:
+    from rfobs._settings_model import Settings
+    from rfobs.config import load_config
+    from rfobs.instrument.breaker import CircuitBreaker, circuit_breaker
+    from rfobs.instrument.ratelimit import RateLimiter, rate_limit, rate_limit_api_calls, rate_limit_per_user
+    from rfobs.instrument.retry import RetryPolicy, retry, retry_api_call
+    from rfobs.instrument.timeout import Timeout, timeout, timeout_after, timeout_api_call
+    from rfobs.logs import setup_logging, setup_structured_logging
+    from rfobs.sdk import Telemetry, get_settings, init, shutdown
+
+_LAZY: dict[str, str] = {
+    "Settings": "rfobs._settings_model",
+    "load_config": "rfobs.config",
+    "CircuitBreaker": "rfobs.instrument.breaker",
+    "circuit_breaker": "rfobs.instrument.breaker",
+    "RateLimiter": "rfobs.instrument.ratelimit",
+    "rate_limit": "rfobs.instrument.ratelimit",
+    "rate_limit_api_calls": "rfobs.instrument.ratelimit",
+    "rate_limit_per_user": "rfobs.instrument.ratelimit",
+    "RetryPolicy": "rfobs.instrument.retry",
+    "retry": "rfobs.instrument.retry",
+    "retry_api_call": "rfobs.instrument.retry",
+    "Timeout": "rfobs.instrument.timeout",
+    "timeout": "rfobs.instrument.timeout",
+    "timeout_after": "rfobs.instrument.timeout",
+    "timeout_api_call": "rfobs.instrument.timeout",
+    "setup_logging": "rfobs.logs",
+    "setup_structured_logging": "rfobs.logs",
+    "Telemetry": "rfobs.sdk",
+    "get_settings": "rfobs.sdk",
+    "init": "rfobs.sdk",
+    "shutdown": "rfobs.sdk",
+}
 
 __all__ = [
+    "CircuitBreaker",
+    "CircuitOpen",
     "ConfigError",
+    "RateLimited",
+    "RateLimiter",
+    "RetryPolicy",
     "RfobsError",
     "Settings",
     "Telemetry",
+    "Timeout",
+    "TimeoutExceeded",
     "__version__",
     "api_call",
+    "circuit_breaker",
     "get_settings",
     "init",
+    "llm_call",
     "load_config",
+    "rate_limit",
+    "rate_limit_api_calls",
+    "rate_limit_per_user",
+    "retry",
+    "retry_api_call",
     "setup_logging",
     "setup_structured_logging",
     "shutdown",
     "task",
+    "timeout",
+    "timeout_after",
+    "timeout_api_call",
     "tool",
     "track_agent_task",
     "track_api_call",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rfobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import assert_type
 
 import rfobs
+from rfobs.instrument import instrument
 
 
 @rfobs.task("researcher", "plan")
@@ -56,3 +57,40 @@ def check() -> None:
 
 async def check_async() -> None:
     assert_type(await chat("hi"), str)
+
+
+@rfobs.retry(max_attempts=3)
+@rfobs.timeout(5)
+@rfobs.rate_limit(10)
+@rfobs.circuit_breaker("arxiv")
+async def guarded(query: str) -> list[str]:
+    return [query]
+
+
+@rfobs.retry
+def bare_retry(x: int) -> int:
+    return x
+
+
+@instrument("researcher", retry=3, timeout=30, rate_limit=5, breaker=True)
+def stacked(x: int, *, flag: bool = False) -> float:
+    return float(x)
+
+
+@rfobs.llm_call("openai", "gpt-4o")
+async def ask(prompt: str) -> dict[str, int]:
+    return {"prompt_tokens": len(prompt)}
+
+
+class Policies:
+    @rfobs.retry(max_attempts=2)
+    def method(self, x: int) -> str:
+        return str(x)
+
+
+async def check_policies() -> None:
+    assert_type(await guarded("q"), list[str])
+    assert_type(bare_retry(1), int)
+    assert_type(stacked(1, flag=True), float)
+    assert_type(await ask("hi"), dict[str, int])
+    assert_type(Policies().method(3), str)

@@ -1,5 +1,114 @@
-"""Decorators that turn agent tasks, tools and API calls into spans and metrics."""
+"""Decorators and policies: agent tasks, tools, API and LLM calls, retry, timeout, rate limiting, circuit breaking."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rfobs.instrument.llm import llm_call, token_usage
 from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
 
-__all__ = ["api_call", "task", "tool", "track_agent_task", "track_api_call"]
+if TYPE_CHECKING:
+    from rfobs.instrument.backends import Limit, MemoryBackend, RateLimitBackend, SlidingWindow, TokenBucket
+    from rfobs.instrument.breaker import (
+        BreakerBackend,
+        BreakerOptions,
+        BreakerRecord,
+        CircuitBreaker,
+        MemoryBreakerBackend,
+        circuit_breaker,
+    )
+    from rfobs.instrument.compose import instrument
+    from rfobs.instrument.ratelimit import Adaptive, RateLimiter, rate_limit, rate_limit_api_calls, rate_limit_per_user
+    from rfobs.instrument.retry import (
+        Backoff,
+        RetryOptions,
+        RetryPolicy,
+        SupportsBackoff,
+        default_retryable,
+        retry,
+        retry_after_hint,
+        retry_api_call,
+    )
+    from rfobs.instrument.timeout import Timeout, timeout, timeout_after, timeout_api_call
+
+# Policies import tenacity, asyncio and friends: loaded on first use, so `import rfobs.instrument` stays cheap.
+_LAZY: dict[str, str] = {
+    "Limit": "rfobs.instrument.backends",
+    "MemoryBackend": "rfobs.instrument.backends",
+    "RateLimitBackend": "rfobs.instrument.backends",
+    "SlidingWindow": "rfobs.instrument.backends",
+    "TokenBucket": "rfobs.instrument.backends",
+    "BreakerBackend": "rfobs.instrument.breaker",
+    "BreakerOptions": "rfobs.instrument.breaker",
+    "BreakerRecord": "rfobs.instrument.breaker",
+    "CircuitBreaker": "rfobs.instrument.breaker",
+    "MemoryBreakerBackend": "rfobs.instrument.breaker",
+    "circuit_breaker": "rfobs.instrument.breaker",
+    "instrument": "rfobs.instrument.compose",
+    "Adaptive": "rfobs.instrument.ratelimit",
+    "RateLimiter": "rfobs.instrument.ratelimit",
+    "rate_limit": "rfobs.instrument.ratelimit",
+    "rate_limit_api_calls": "rfobs.instrument.ratelimit",
+    "rate_limit_per_user": "rfobs.instrument.ratelimit",
+    "Backoff": "rfobs.instrument.retry",
+    "RetryOptions": "rfobs.instrument.retry",
+    "RetryPolicy": "rfobs.instrument.retry",
+    "SupportsBackoff": "rfobs.instrument.retry",
+    "default_retryable": "rfobs.instrument.retry",
+    "retry": "rfobs.instrument.retry",
+    "retry_after_hint": "rfobs.instrument.retry",
+    "retry_api_call": "rfobs.instrument.retry",
+    "Timeout": "rfobs.instrument.timeout",
+    "timeout": "rfobs.instrument.timeout",
+    "timeout_after": "rfobs.instrument.timeout",
+    "timeout_api_call": "rfobs.instrument.timeout",
+}
+
+__all__ = [
+    "Adaptive",
+    "Backoff",
+    "BreakerBackend",
+    "BreakerOptions",
+    "BreakerRecord",
+    "CircuitBreaker",
+    "Limit",
+    "MemoryBackend",
+    "MemoryBreakerBackend",
+    "RateLimitBackend",
+    "RateLimiter",
+    "RetryOptions",
+    "RetryPolicy",
+    "SlidingWindow",
+    "SupportsBackoff",
+    "Timeout",
+    "TokenBucket",
+    "api_call",
+    "circuit_breaker",
+    "default_retryable",
+    "instrument",
+    "llm_call",
+    "rate_limit",
+    "rate_limit_api_calls",
+    "rate_limit_per_user",
+    "retry",
+    "retry_after_hint",
+    "retry_api_call",
+    "task",
+    "timeout",
+    "timeout_after",
+    "timeout_api_call",
+    "token_usage",
+    "tool",
+    "track_agent_task",
+    "track_api_call",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rfobs.instrument' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

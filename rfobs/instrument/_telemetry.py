@@ -13,10 +13,12 @@ from typing import Final, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry import trace as _trace_api
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Tracer
+
+from rfobs.instrument._deferred import DeferredHistograms
 
 __all__ = ["BreakerState", "Counts", "Instruments", "current", "register_breaker"]
 
@@ -150,13 +152,21 @@ class Instruments:
         # Calls made before init() are not measured; their instruments come from the no-op provider.
         source = metrics.NoOpMeterProvider() if isinstance(meter_provider, _ProxyMeterProvider) else meter_provider
         meter: Meter = source.get_meter(SCOPE, __version__)
+        histograms = DeferredHistograms(meter, f"{ns}.telemetry.histogram_flush")
         self.task_counts = self._counter(meter, f"{ns}.agent_tasks", "Agent task and tool runs, by status.")
-        self.task_duration = self._histogram(meter, f"{ns}.agent_task_duration", "Agent task and tool duration.")
+        self.task_duration = histograms.create(
+            f"{ns}.agent_task_duration", description="Agent task and tool duration.", unit="s", buckets=DURATION_BUCKETS
+        )
         self.api_counts = self._counter(meter, f"{ns}.api_calls", "External API calls, by status.")
-        self.api_duration = self._histogram(meter, f"{ns}.api_call_duration", "External API call duration.")
+        self.api_duration = histograms.create(
+            f"{ns}.api_call_duration", description="External API call duration.", unit="s", buckets=DURATION_BUCKETS
+        )
         self.retry_counts = self._counter(meter, f"{ns}.retry_attempts", "Retry attempts, by outcome.")
-        self.timeout_duration = self._histogram(
-            meter, f"{ns}.timeout_operation_duration", "Duration of operations under a timeout, by outcome."
+        self.timeout_duration = histograms.create(
+            f"{ns}.timeout_operation_duration",
+            description="Duration of operations under a timeout, by outcome.",
+            unit="s",
+            buckets=DURATION_BUCKETS,
         )
         self.rate_limit_counts = self._counter(meter, f"{ns}.rate_limit_requests", "Rate-limiter decisions.")
         self.breaker_transitions = self._counter(
@@ -168,17 +178,17 @@ class Instruments:
             unit="1",
             description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
         )
-        self.llm_token_usage = meter.create_histogram(
+        self.llm_token_usage = histograms.create(
             "gen_ai.client.token.usage",
             unit="{token}",
             description="Tokens used by LLM calls, by token type.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            buckets=TOKEN_BUCKETS,
         )
-        self.llm_duration = meter.create_histogram(
+        self.llm_duration = histograms.create(
             "gen_ai.client.operation.duration",
             unit="s",
             description="Duration of LLM calls.",
-            explicit_bucket_boundaries_advisory=GEN_AI_DURATION_BUCKETS,
+            buckets=GEN_AI_DURATION_BUCKETS,
         )
 
     @staticmethod
@@ -186,12 +196,6 @@ class Instruments:
         counts = Counts()
         meter.create_observable_counter(name, callbacks=[counts.observe], unit="1", description=description)
         return counts
-
-    @staticmethod
-    def _histogram(meter: Meter, name: str, description: str) -> Histogram:
-        return meter.create_histogram(
-            name, unit="s", description=description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
-        )
 
 
 class BreakerState(Protocol):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 import rfobs
+from rfobs.instrument import instrument
 from rfobs.testing import Capture
 
 AGENT_ATTRS = {
@@ -371,3 +373,14 @@ async def test_async_generator_whose_cleanup_fails_still_ends_its_span(capture: 
         await stream.aclose()
     (span,) = capture.spans()
     assert span["status"]["code"] == "ERROR"
+
+
+def test_signature_and_coroutine_nature_are_preserved() -> None:
+    async def original(query: str, *, limit: int = 3) -> list[str]:
+        return [query] * limit
+
+    for decorate in (rfobs.task("researcher"), rfobs.api_call("arxiv"), instrument("researcher", retry=2)):
+        decorated = decorate(original)
+        assert inspect.signature(decorated) == inspect.signature(original)
+        assert inspect.iscoroutinefunction(decorated)
+        assert decorated.__name__ == "original" and decorated.__wrapped__ is not None  # type: ignore[attr-defined]

@@ -1,0 +1,292 @@
+"""Where rate-limiter state lives: the backend protocol, the arithmetic of the two algorithms, and the memory store.
+
+A backend answers one question atomically: may `cost` units for `key` go at `now`, and if not, when? It answers
+with one number, so a Redis backend can answer it from a Lua script (`EVALSHA` returning a float) with the same
+arithmetic as the memory backend here:
+
+- `0.0`: admitted now; the units are taken.
+- `w > 0`: a slot is *reserved* `w` seconds from now; the caller sleeps `w` seconds and then goes. Reservations are
+  handed out in arrival order, so waiters are admitted first come, first served, each after exactly one sleep.
+- `-r < 0`: refused (the wait `r` would exceed `max_wait`); nothing is taken; `r` is the retry-after estimate.
+
+Both algorithms reserve ahead. A token bucket lets its level go negative (a debt paid back by the refill, as in the
+generic cell rate algorithm); a sliding log records the future admission time, which never precedes an earlier one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+__all__ = ["Limit", "MemoryBackend", "RateLimitBackend", "SlidingWindow", "TokenBucket"]
+
+_NO_KEY: Final = object()
+
+# Floating-point sums of costs drift by a few ulps; a shortfall smaller than this is no shortfall.
+_EPSILON: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucket:
+    """A bucket of `capacity` tokens refilled at `rate` tokens per second; a call takes `cost` tokens.
+
+    Attributes:
+        rate: Tokens added per second.
+        capacity: The most tokens the bucket holds: the burst admitted at once after a quiet spell.
+    """
+
+    rate: float
+    capacity: float
+
+    @property
+    def max_cost(self) -> float:
+        """The largest cost one call can ever take."""
+        return self.capacity
+
+    def scaled(self, factor: float) -> TokenBucket:
+        """The same bucket refilling at `factor` times the rate (the burst is kept)."""
+        return TokenBucket(self.rate * factor, self.capacity)
+
+    def new_state(self, now: float) -> _State:
+        """A full bucket."""
+        return _Bucket(self, self.capacity, now)
+
+
+@dataclass(frozen=True, slots=True)
+class SlidingWindow:
+    """At most `limit` units in any `window` seconds, exactly: a log of admission times (a sliding log).
+
+    An admission at time `a` counts in every window `(t - window, t]` with `a` inside, so no half-open interval
+    of `window` seconds ever holds more than `limit` units. Memory per key is one entry per admission still in
+    the window (at most `limit` entries for unit costs).
+
+    Attributes:
+        limit: Units admitted per window.
+        window: The window's length in seconds.
+    """
+
+    limit: float
+    window: float
+
+    @property
+    def max_cost(self) -> float:
+        """The largest cost one call can ever take."""
+        return self.limit
+
+    def scaled(self, factor: float) -> SlidingWindow:
+        """The same window admitting `factor` times the limit."""
+        return SlidingWindow(self.limit * factor, self.window)
+
+    def new_state(self, now: float) -> _State:
+        """An empty log."""
+        del now
+        return _Log(self)
+
+
+Limit = TokenBucket | SlidingWindow
+"""An algorithm and its parameters: what a backend is asked to enforce for one key."""
+
+
+class _State(Protocol):
+    """One key's state; `limit` is the limit it was last asked to enforce (adaptive limiters change it)."""
+
+    limit: Any
+
+    def take(self, cost: float, now: float, max_wait: float) -> float: ...
+    def give_back(self, cost: float, at: float) -> None: ...
+    def free_at(self) -> float: ...
+
+
+class _Bucket:
+    __slots__ = ("last", "limit", "tokens")
+
+    def __init__(self, limit: TokenBucket, tokens: float, last: float) -> None:
+        self.limit = limit
+        self.tokens = tokens
+        self.last = last
+
+    def take(self, cost: float, now: float, max_wait: float) -> float:
+        limit, tokens = self.limit, self.tokens
+        if now > self.last:
+            tokens += (now - self.last) * limit.rate
+            if tokens > limit.capacity:
+                tokens = limit.capacity
+            self.last = now
+        if tokens >= cost:
+            self.tokens = tokens - cost
+            return 0.0
+        wait = (cost - tokens) / limit.rate
+        if wait > max_wait:
+            self.tokens = tokens
+            return -wait
+        self.tokens = tokens - cost  # a debt: later callers queue behind this reservation
+        return wait
+
+    def give_back(self, cost: float, at: float) -> None:
+        del at
+        self.tokens = min(self.limit.capacity, self.tokens + cost)
+
+    def free_at(self) -> float:
+        return self.last + (self.limit.capacity - self.tokens) / self.limit.rate
+
+
+class _Log:
+    __slots__ = ("entries", "limit", "total")
+
+    def __init__(self, limit: SlidingWindow) -> None:
+        self.limit = limit
+        self.entries: deque[tuple[float, float]] = deque()  # (admission time, cost), times non-decreasing
+        self.total = 0.0
+
+    def take(self, cost: float, now: float, max_wait: float) -> float:
+        limit, entries = self.limit, self.entries
+        window = limit.window
+        horizon = now - window
+        while entries and entries[0][0] <= horizon:
+            self.total -= entries.popleft()[1]
+        if not entries:
+            self.total = 0.0
+        at = now
+        if entries and entries[-1][0] > now:
+            at = entries[-1][0]  # never admit ahead of a reservation: its window was computed without us
+        # A cost above a lowered (adaptive) limit still goes through, alone in its window.
+        excess = self.total + cost - max(limit.limit, cost)
+        if excess > _EPSILON:
+            dropped = 0.0
+            for admitted, units in entries:
+                dropped += units
+                if dropped >= excess - _EPSILON:
+                    at = max(at, admitted + window)
+                    break
+        wait = at - now
+        if wait > max_wait:
+            return -wait
+        entries.append((at, cost))
+        self.total += cost
+        return wait
+
+    def give_back(self, cost: float, at: float) -> None:
+        for index in range(len(self.entries) - 1, -1, -1):
+            admitted, units = self.entries[index]
+            if units == cost and math.isclose(admitted, at, rel_tol=0.0, abs_tol=1e-6):
+                del self.entries[index]
+                self.total -= units
+                return
+
+    def free_at(self) -> float:
+        return self.entries[-1][0] + self.limit.window if self.entries else -math.inf
+
+
+class RateLimitBackend(Protocol):
+    """Stores per-key limiter state and applies a `Limit` to it atomically.
+
+    `now` is the caller's monotonic clock reading. A backend shared between processes (Redis) may use its own
+    clock instead (Redis `TIME`), since the answer is relative to the moment of the call. A backend that cannot
+    reach its store admits the call (returns 0.0), logs, and counts the failure: rfobs never fails a call because
+    a store is down (DESIGN decision 2).
+    """
+
+    def acquire(self, limit: Limit, key: Hashable, cost: float, now: float, max_wait: float) -> float:
+        """Take or reserve `cost` units for `key` under `limit`.
+
+        Returns:
+            0.0 when admitted now, `w > 0` when a slot is reserved `w` seconds ahead, or `-r` when refused
+            because `r` exceeds `max_wait` (nothing taken).
+        """
+        ...
+
+    def refund(self, limit: Limit, key: Hashable, cost: float, at: float) -> None:
+        """Give back a reservation for `at` (on the caller's clock) that will not be used: its waiter was cancelled."""
+        ...
+
+
+class MemoryBackend:
+    """Limiter state in this process's memory, behind one lock (thread-safe; never awaits while holding it).
+
+    Memory stays bounded: a key whose state has returned to that of a new key (a full bucket, an empty window)
+    is dropped by a sweep that runs at most once per `sweep_interval` seconds, which changes no decision. Above
+    `max_keys` keys the least recently used key is evicted even if it is not idle; that key's next call starts
+    from a fresh state (more lenient, never stricter).
+
+    Args:
+        max_keys: The most keys held at once.
+        sweep_interval: Seconds between sweeps for idle keys.
+        lock: False when the caller serializes every call itself (a `RateLimiter` does, for the backend it
+            creates, so one lock covers both the decision and its count).
+    """
+
+    def __init__(self, max_keys: int = 10_000, sweep_interval: float = 1.0, *, lock: bool = True) -> None:
+        from rfobs.exceptions import ConfigError
+
+        if max_keys < 1:
+            raise ConfigError(f"MemoryBackend(max_keys={max_keys!r}): expected an int >= 1")
+        if not 0 < sweep_interval < math.inf:
+            raise ConfigError(f"MemoryBackend(sweep_interval={sweep_interval!r}): expected seconds > 0")
+        self._max_keys = max_keys
+        self._sweep_interval = float(sweep_interval)
+        self._lock: AbstractContextManager[object] = threading.Lock() if lock else nullcontext()
+        self._states: OrderedDict[Hashable, _State] = OrderedDict()
+        self._next_sweep = -math.inf
+        self._hot_key: Hashable = _NO_KEY
+        self._hot: _State = _Bucket(TokenBucket(1.0, 1.0), 1.0, 0.0)  # never used while _hot_key is _NO_KEY
+
+    def __len__(self) -> int:
+        """The number of keys held."""
+        return len(self._states)
+
+    def acquire(self, limit: Limit, key: Hashable, cost: float, now: float, max_wait: float) -> float:
+        """Take or reserve `cost` units for `key` under `limit` (see `RateLimitBackend.acquire`)."""
+        with self._lock:
+            return self.acquire_unlocked(limit, key, cost, now, max_wait)
+
+    def acquire_unlocked(self, limit: Limit, key: Hashable, cost: float, now: float, max_wait: float) -> float:
+        """`acquire` for a caller that holds its own lock around every call to this backend."""
+        if now >= self._next_sweep:
+            self._sweep(now)
+        if key is self._hot_key:
+            # The same key object as last time (a global limiter's): skip the lookup and the LRU update.
+            state = self._hot
+        else:
+            states = self._states
+            if self._hot_key is not _NO_KEY:
+                states.move_to_end(self._hot_key)  # its hits skipped the LRU update
+            state = states.get(key)
+            if state is None:
+                if len(states) >= self._max_keys:
+                    self._evict()
+                state = states[key] = limit.new_state(now)
+            else:
+                states.move_to_end(key)
+            self._hot_key, self._hot = key, state
+        state.limit = limit
+        return state.take(cost, now, max_wait)
+
+    def refund(self, limit: Limit, key: Hashable, cost: float, at: float) -> None:
+        """Give back an unused reservation (see `RateLimitBackend.refund`)."""
+        with self._lock:
+            state = self._states.get(key)
+            if state is not None:
+                state.limit = limit
+                state.give_back(cost, at)
+
+    def _sweep(self, now: float) -> None:
+        # Oldest-used first; stop at the first key still busy: the rest were used more recently.
+        states = self._states
+        while states:
+            key, state = next(iter(states.items()))
+            if state.free_at() > now:
+                break
+            del states[key]
+            if key == self._hot_key:
+                self._hot_key = _NO_KEY
+        self._next_sweep = now + self._sweep_interval
+
+    def _evict(self) -> None:
+        key, _ = self._states.popitem(last=False)
+        if key == self._hot_key:
+            self._hot_key = _NO_KEY

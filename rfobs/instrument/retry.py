@@ -1,0 +1,524 @@
+"""`RetryPolicy` and `@retry`: tenacity-driven retries whose attempts show on the enclosing span and in metrics.
+
+A call that succeeds at once never enters tenacity: the policy calls the function, counts `success` and returns.
+Its first failure is replayed into a fresh per-call `Retrying` (or `AsyncRetrying`) as attempt 1, so tenacity's
+stop, wait and retry strategies and its hooks decide everything after that, with attempt numbers and the time
+budget counted from the real first attempt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, cast, overload
+
+from opentelemetry import trace
+from tenacity import Future as Outcome
+from tenacity import RetryCallState, RetryError, Retrying, before_nothing, retry_all, retry_if_exception
+from tenacity.asyncio import AsyncRetrying
+from tenacity.asyncio.retry import RetryBaseT as AsyncRetryBaseT
+from tenacity.asyncio.retry import async_retry_base
+from tenacity.asyncio.retry import retry_all as async_retry_all
+from tenacity.retry import RetryBaseT
+from tenacity.stop import StopBaseT, stop_after_attempt, stop_any, stop_base
+from tenacity.wait import WaitBaseT, wait_base
+
+from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited
+from rfobs.instrument import _telemetry as t
+from rfobs.instrument._clock import Clock, default_clock
+from rfobs.instrument._retry_strategies import (
+    Backoff,
+    Deadline,
+    HonourRetryAfter,
+    Jitter,
+    Strategy,
+    Veto,
+    check_backoff,
+    check_seconds,
+    check_types,
+    config_error,
+    default_retryable,
+    http_status,
+    retry_after_hint,
+)
+from rfobs.instrument._wrap import wrap_policy
+
+__all__ = [
+    "Backoff",
+    "RetryOptions",
+    "RetryPolicy",
+    "SupportsBackoff",
+    "default_retryable",
+    "retry",
+    "retry_after_hint",
+    "retry_api_call",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_log = logging.getLogger("rfobs")
+
+
+class SupportsBackoff(Protocol):
+    """A rate limiter `@retry` can tell about an HTTP 429 or a Retry-After hint (`RateLimiter` implements it)."""
+
+    def backoff(self, retry_after: float | None) -> None:
+        """Slow down: the upstream refused a call and asked for `retry_after` seconds (None: no hint)."""
+        ...
+
+
+def _notice(limiter: SupportsBackoff, error: BaseException) -> None:
+    # RateLimited and CircuitOpen are rfobs's own refusals, not the upstream's: backing off on them would feed back.
+    if isinstance(error, RateLimited | CircuitOpen):
+        return
+    hint = retry_after_hint(error)
+    if hint is None and http_status(error) != 429:
+        return
+    try:
+        limiter.backoff(hint)
+    except Exception:
+        _log.warning("rfobs: %r.backoff(%r) raised; retrying without it", limiter, hint, exc_info=True)
+
+
+class RetryOptions(TypedDict, total=False):
+    """The keyword arguments of `RetryPolicy`, `@retry` and `RetryPolicy.copy` (see `RetryPolicy`)."""
+
+    max_attempts: int
+    strategy: Strategy
+    base_delay: float
+    max_delay: float
+    jitter: Jitter
+    max_total_time: float | None
+    retry_on: type[Exception] | tuple[type[Exception], ...]
+    retry_if: Callable[[BaseException], bool] | None
+    non_retryable: type[BaseException] | tuple[type[BaseException], ...]
+    name: str | None
+    clock: Clock | None
+    limiter: SupportsBackoff | None
+    stop: StopBaseT | None
+    wait: WaitBaseT | None
+    retry: RetryBaseT | AsyncRetryBaseT | None
+
+
+class _Labels:
+    """Metric label sets of one operation, built once."""
+
+    __slots__ = ("exhausted", "name", "non_retryable", "retry", "success")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.success = (("operation", name), ("outcome", "success"))
+        self.retry = (("operation", name), ("outcome", "retry"))
+        self.exhausted = (("operation", name), ("outcome", "exhausted"))
+        self.non_retryable = (("operation", name), ("outcome", "non_retryable"))
+
+
+_NOT_RETRIED: Final = {t.RETRY_ATTEMPTS: 1, t.RETRY_OUTCOME: "non_retryable"}
+_EXHAUSTED: Final = object()  # returned by tenacity's retry_error_callback in place of raising RetryError
+_unnamed: dict[str, _Labels] = {}  # labels of functions run through an unnamed policy's call(); bounded by code
+
+
+def _qualname(func: object) -> str:
+    inner = getattr(func, "__func__", func)
+    return str(getattr(inner, "__qualname__", None) or type(inner).__qualname__)
+
+
+def _labels_of(func: object) -> _Labels:
+    name = _qualname(func)
+    labels = _unnamed.get(name)
+    if labels is None:
+        labels = _unnamed[name] = _Labels(name)
+    return labels
+
+
+def _not_retried(labels: _Labels) -> None:
+    instruments = t.current()
+    if instruments is not None:
+        instruments.retry_counts.add(labels.non_retryable)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(_NOT_RETRIED)
+
+
+class _Run:
+    """One call's retry bookkeeping and tenacity hooks: it lives with that call, never on the shared policy."""
+
+    __slots__ = (
+        "attempts", "counts", "error", "func", "labels", "limiter", "outcome", "pending", "span", "start", "traceback"
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        labels: _Labels,
+        limiter: SupportsBackoff | None,
+        first: Exception | None,
+        start: float,
+    ) -> None:
+        self.func = func
+        self.labels = labels
+        self.limiter = limiter
+        self.pending = first  # the fast path's failure, replayed to tenacity as attempt 1
+        self.error: BaseException | None = first
+        self.traceback: TracebackType | None = first.__traceback__ if first is not None else None
+        self.start = start
+        self.attempts = 0
+        self.outcome: Outcome | None = None
+        instruments = t.current()
+        self.counts = instruments.retry_counts if instruments is not None else None
+        span = trace.get_current_span() if instruments is not None else None
+        self.span = span if span is not None and span.is_recording() else None
+        if first is not None and limiter is not None:
+            _notice(limiter, first)
+
+    def _failed(self, error: BaseException) -> None:
+        self.error, self.traceback = error, error.__traceback__
+        if self.limiter is not None:
+            _notice(self.limiter, error)
+
+    def attempt(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        if (pending := self.pending) is not None:
+            self.pending = None
+            raise pending
+        try:
+            return self.func(*args, **kwargs)
+        except BaseException as error:
+            self._failed(error)
+            raise
+
+    async def aattempt(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        if (pending := self.pending) is not None:
+            self.pending = None
+            raise pending
+        try:
+            return await self.func(*args, **kwargs)
+        except BaseException as error:
+            self._failed(error)
+            raise
+
+    def before(self, retry_state: RetryCallState) -> None:
+        # Tenacity's own time-based stop objects measure from its start_time; the first attempt began earlier.
+        if retry_state.attempt_number == 1:
+            retry_state.start_time = self.start
+
+    def before_sleep(self, retry_state: RetryCallState) -> None:
+        if self.counts is not None:
+            self.counts.add(self.labels.retry)
+        if self.span is not None:
+            attributes: dict[str, Any] = {
+                t.RETRY_OPERATION: self.labels.name,
+                t.RETRY_ATTEMPT: retry_state.attempt_number,
+                t.RETRY_DELAY: float(retry_state.upcoming_sleep),
+            }
+            outcome = retry_state.outcome
+            error = outcome.exception() if outcome is not None else None
+            if error is not None:
+                attributes[t.EXCEPTION_TYPE] = type(error).__qualname__
+            self.span.add_event(t.RETRY_EVENT, attributes)
+
+    def exhausted(self, retry_state: RetryCallState) -> object:
+        self.outcome = retry_state.outcome
+        return _EXHAUSTED
+
+    def finish(self, labels: tuple[tuple[str, str], ...], outcome: str) -> None:
+        if self.counts is not None:
+            self.counts.add(labels)
+        if self.span is not None:
+            self.span.set_attributes({t.RETRY_ATTEMPTS: self.attempts, t.RETRY_OUTCOME: outcome})
+
+    def result(self, result: object) -> Any:
+        """The call's return value, or its last error re-raised unchanged once tenacity gave up."""
+        if result is not _EXHAUSTED:
+            self.finish(self.labels.success, "success")
+            return result
+        self.finish(self.labels.exhausted, "exhausted")
+        outcome = self.outcome
+        error = outcome.exception() if outcome is not None else None
+        if error is None:  # a tenacity `retry=` that retries on results ran out of attempts: no error to re-raise
+            raise RetryError(cast("Outcome", outcome))
+        raise error.with_traceback(self.traceback if error is self.error else error.__traceback__)
+
+    def escaped(self, error: BaseException) -> BaseException:
+        """Record a non-retryable end; the exception to re-raise, with the traceback of where it was raised."""
+        self.finish(self.labels.non_retryable, "non_retryable")
+        return error.with_traceback(self.traceback) if error is self.error else error
+
+
+class RetryPolicy:
+    """Retry a failing call with backoff, on tenacity; each retry is a span event and every call is counted.
+
+    Usable directly (`policy.call(fetch, (url,), {})`, `await policy.acall(...)`) and as a decorator
+    (`@policy`), on sync and async functions and methods. Immutable and thread-safe: per-call state lives with
+    the call; `copy(**changes)` makes variants. It is not a context manager: a `with` block cannot be re-run.
+
+    **Which errors are retried.** Those for which `default_retryable` is true (timeouts, connection errors,
+    HTTP 429 and 5xx, ...), plus instances of `retry_on`, plus those `retry_if(error)` accepts. Anything else,
+    including unknown exception types, is re-raised at once: widen with `retry_on`. Instances of `non_retryable`,
+    `rfobs.CircuitOpen` and non-`Exception`s (cancellation) are never retried, whatever else says so.
+
+    **Retry-After.** When the error carries a hint (`retry_after` attribute, `Retry-After` or `retry-after-ms`
+    header), the next attempt waits `max(computed delay, hint)`, even past `max_delay`: retrying before the
+    server said it would accept the call only earns another refusal. If that wait would carry the next attempt
+    past `max_total_time`, the policy gives up at once (outcome `exhausted`). Without `max_total_time` the hint
+    is honoured in full, so set one when a server might ask for minutes.
+
+    **Telemetry** (only once an SDK is installed). On the *enclosing* span (the current one, e.g. the `@task`
+    around the call; no span of its own): an event `retry` per failed attempt that will be retried, with
+    `rfobs.retry.operation`, `rfobs.retry.attempt` (1-based number of the failed attempt),
+    `rfobs.retry.delay_s` (the wait before the next) and `exception.type`; when a call that failed at least once
+    ends, the attributes `rfobs.retry.attempts` and `rfobs.retry.outcome`. A first-try success leaves the span
+    alone (two attributes would cost more than the rest of the fast path and say nothing the metric does not).
+    The metric `retry_attempts_total{operation, outcome}` counts `retry` per retried failure and exactly one of
+    `success`, `exhausted`, `non_retryable` per call.
+
+    **Cost.** A call that succeeds at once runs without tenacity (a direct call and a count); the first failure
+    is handed to a fresh tenacity `Retrying` as its attempt 1, and tenacity runs every retry after that. With a
+    tenacity `retry=` object (which may retry on results) every call runs through tenacity.
+
+    Args:
+        max_attempts: Attempts in all, including the first (>= 1).
+        strategy: Delay growth: `"exponential"`, `"linear"`, `"fixed"` or `"fibonacci"` (see `Backoff`).
+        base_delay: Seconds; the first delay before jitter.
+        max_delay: Seconds; cap of the computed delay (a Retry-After hint may exceed it).
+        jitter: `"none"`, `"full"` (uniform in `[0, d)`) or `"equal"` (uniform in `[d/2, d)`).
+        max_total_time: Seconds; no attempt starts later than this after the first one started. None: no limit.
+            Attempts themselves are not interrupted (that is `@timeout`'s job).
+        retry_on: Exception types retried in addition to the defaults.
+        retry_if: Predicate on the exception; errors it accepts are retried in addition to the defaults.
+        non_retryable: Exception types never retried.
+        name: The operation's name (metric label and span event attribute); defaults to the function's
+            qualified name. Keep it bounded.
+        clock: Where time is read and sleeps happen; defaults to `default_clock()` at call time, so
+            `rfobs.testing.fast_waits()` reaches policies made earlier.
+        limiter: Told `backoff(retry_after)` whenever a failed attempt carries HTTP 429 or a Retry-After hint
+            (not for rfobs's own `RateLimited` / `CircuitOpen`).
+        stop: A tenacity stop object; replaces `max_attempts` and `max_total_time`. Its time-based stops run on
+            tenacity's real clock, measured from the first attempt.
+        wait: A tenacity wait object; replaces `strategy`, delays and jitter (Retry-After is still honoured).
+        retry: A tenacity retry object; replaces `retry_on`, `retry_if` and the defaults (`non_retryable`,
+            `CircuitOpen` and cancellation are still never retried). When it retries on a *result* until the
+            attempts run out, tenacity's `RetryError` is raised, as there is no error to re-raise.
+
+    Raises:
+        ConfigError: An invalid argument (`max_attempts < 1`, a negative or NaN delay, `max_delay < base_delay`,
+            an unknown strategy or jitter, a non-exception type in `retry_on`, ...), at construction.
+    """
+
+    def __init__(self, **options: Unpack[RetryOptions]) -> None:
+        owner = "RetryPolicy"
+        for unknown in options.keys() - RetryOptions.__annotations__.keys():
+            close = difflib.get_close_matches(unknown, RetryOptions.__annotations__, n=1)
+            hint = f"; did you mean {close[0]}=?" if close else ""
+            raise ConfigError(
+                f"{owner}({unknown}=...): unknown option{hint} Options: {', '.join(RetryOptions.__annotations__)}"
+            )
+        max_attempts: object = options.get("max_attempts", 3)
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+            raise config_error(owner, "max_attempts", max_attempts, "an integer >= 1 (attempts including the first)")
+        strategy, jitter = options.get("strategy", "exponential"), options.get("jitter", "full")
+        base_delay, max_delay = check_backoff(
+            owner, strategy, options.get("base_delay", 1.0), options.get("max_delay", 60.0), jitter
+        )
+        max_total_time = options.get("max_total_time")
+        if max_total_time is not None:
+            max_total_time = check_seconds(owner, "max_total_time", max_total_time, positive=True)
+        retry_on = check_types(owner, "retry_on", options.get("retry_on", ()), Exception)
+        non_retryable = check_types(owner, "non_retryable", options.get("non_retryable", ()), BaseException)
+        retry_if, clock, limiter = options.get("retry_if"), options.get("clock"), options.get("limiter")
+        stop, wait, retry = options.get("stop"), options.get("wait"), options.get("retry")
+        for argument, value in (("retry_if", retry_if), ("stop", stop), ("wait", wait), ("retry", retry)):
+            if value is not None and not callable(value):
+                raise config_error(owner, argument, value, "a callable (a tenacity strategy object) or None")
+        if clock is not None and not all(callable(getattr(clock, m, None)) for m in ("monotonic", "sleep", "asleep")):
+            raise config_error(owner, "clock", clock, "an rfobs Clock (monotonic, sleep, asleep) or None")
+        if limiter is not None and not callable(getattr(limiter, "backoff", None)):
+            raise config_error(owner, "limiter", limiter, "an object with a backoff(retry_after) method, or None")
+        name = cast("object", options.get("name"))
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise config_error(owner, "name", name, "a non-empty string naming the operation, or None")
+
+        self._options: RetryOptions = options  # a fresh dict per call
+        self.name = name.strip() if name is not None else None
+        self.max_attempts, self.max_total_time = max_attempts, max_total_time
+        self.strategy: Strategy = strategy
+        self.jitter: Jitter = jitter
+        self.base_delay, self.max_delay = base_delay, max_delay
+        self.retry_on, self.non_retryable, self.retry_if = retry_on, non_retryable, retry_if
+        self.clock, self.limiter = clock, limiter
+        self.wait: wait_base = HonourRetryAfter(wait or Backoff(strategy, base_delay, max_delay, jitter))
+        """The wait tenacity runs: `wait=` or a `Backoff`, raised to any Retry-After hint."""
+        never = (CircuitOpen, *non_retryable)
+        self.retry: RetryBaseT = retry_if_exception(self.is_retryable)
+        """The retry predicate tenacity runs (for sync calls)."""
+        self._aretry: RetryBaseT | AsyncRetryBaseT = self.retry
+        if retry is not None:
+            self.retry = retry_all(Veto(never), cast("RetryBaseT", retry))
+            self._aretry = async_retry_all(Veto(never), cast("async_retry_base", retry))
+        self._never = never
+        self._fast = retry is None
+        self._stop: StopBaseT = stop if stop is not None else stop_after_attempt(max_attempts)
+        # What the first attempt's start is measured on: 0 nothing needs it, 1 our clock, 2 tenacity's clock.
+        self._start_on = 2 if stop is not None else 0 if max_total_time is None else 1
+        self._labels = _Labels(self.name) if self.name is not None else None
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether this policy's own classification retries `error` (ignores a tenacity `retry=` object)."""
+        if not isinstance(error, Exception) or isinstance(error, self._never):
+            return False
+        if self.retry_on and isinstance(error, self.retry_on):
+            return True
+        return (self.retry_if is not None and self.retry_if(error)) or default_retryable(error)
+
+    def copy(self, **changes: Unpack[RetryOptions]) -> RetryPolicy:
+        """A new policy with the same options except `changes`.
+
+        Raises:
+            ConfigError: A changed option is invalid.
+        """
+        return RetryPolicy(**{**self._options, **changes})
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate `func` (sync or async, a method, classmethod or staticmethod) with this policy."""
+        if isinstance(cast("object", func), RetryPolicy):
+            raise ConfigError("@retry(RetryPolicy(...)): a RetryPolicy is a decorator itself; write @policy")
+        policy = self if self.name is not None else self.copy(name=_qualname(func))
+        return wrap_policy(func, policy, "retry")
+
+    def _begin(self) -> tuple[Clock | None, float]:
+        if self._start_on == 1:
+            clock = self.clock or default_clock()
+            return clock, clock.monotonic()
+        return None, time.monotonic() if self._start_on == 2 else 0.0
+
+    def _stop_for(self, run: _Run, clock: Clock) -> StopBaseT:
+        if self.max_total_time is None or self._start_on != 1:
+            return self._stop
+        return stop_any(cast("stop_base", self._stop), Deadline(clock, run.start + self.max_total_time))
+
+    def call(self, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """Run `func(*args, **kwargs)`, retrying as the policy says.
+
+        Returns:
+            What `func` returned.
+
+        Raises:
+            BaseException: The last error, unchanged, when retries are exhausted or the error is not retryable.
+        """
+        labels = self._labels or _labels_of(func)
+        clock, start = self._begin() if self._start_on else (None, 0.0)
+        if self._fast:
+            try:
+                result = func(*args, **kwargs)
+            except Exception as error:
+                run = _Run(func, labels, self.limiter, error, start)
+            except BaseException:
+                _not_retried(labels)
+                raise
+            else:
+                # A first-try success leaves the span alone: two attributes cost more than this whole path.
+                if (instruments := t.current()) is not None:
+                    instruments.retry_counts.add(labels.success)
+                return result
+        else:
+            run = _Run(func, labels, self.limiter, None, start)
+        clock = clock or self.clock or default_clock()
+        retrying = Retrying(
+            sleep=clock.sleep,
+            stop=self._stop_for(run, clock),
+            wait=self.wait,
+            retry=self.retry,
+            before=run.before if self._start_on == 2 else before_nothing,
+            before_sleep=run.before_sleep,
+            retry_error_callback=run.exhausted,
+        )
+        try:
+            result = retrying(run.attempt, *args, **kwargs)
+        except BaseException as error:
+            raise run.escaped(error)  # noqa: B904 - the same exception object, re-raised unchanged
+        return run.result(result)
+
+    async def acall(self, func: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """Await `func(*args, **kwargs)`, retrying as the policy says (sleeping through the clock's `asleep`).
+
+        Returns:
+            What `func` returned.
+
+        Raises:
+            BaseException: The last error, unchanged, when retries are exhausted or the error is not retryable.
+        """
+        labels = self._labels or _labels_of(func)
+        clock, start = self._begin() if self._start_on else (None, 0.0)
+        if self._fast:
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as error:
+                run = _Run(func, labels, self.limiter, error, start)
+            except BaseException:
+                _not_retried(labels)
+                raise
+            else:
+                # A first-try success leaves the span alone: two attributes cost more than this whole path.
+                if (instruments := t.current()) is not None:
+                    instruments.retry_counts.add(labels.success)
+                return result
+        else:
+            run = _Run(func, labels, self.limiter, None, start)
+        clock = clock or self.clock or default_clock()
+        retrying = AsyncRetrying(
+            sleep=clock.asleep,
+            stop=self._stop_for(run, clock),
+            wait=self.wait,
+            retry=self._aretry,
+            before=run.before if self._start_on == 2 else before_nothing,
+            before_sleep=run.before_sleep,
+            retry_error_callback=run.exhausted,
+        )
+        try:
+            result: object = await retrying(run.aattempt, *args, **kwargs)
+        except BaseException as error:
+            raise run.escaped(error)  # noqa: B904 - the same exception object, re-raised unchanged
+        return run.result(result)
+
+    def __repr__(self) -> str:
+        changed = ", ".join(f"{key}={value!r}" for key, value in self._options.items())
+        return f"RetryPolicy({changed})"
+
+
+@overload
+def retry(func: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def retry(func: None = None, /, **options: Unpack[RetryOptions]) -> RetryPolicy: ...
+def retry(func: Callable[P, R] | None = None, /, **options: Unpack[RetryOptions]) -> Callable[P, R] | RetryPolicy:
+    """Retry the decorated function when it fails with a retryable error; bare (`@retry`) or with options.
+
+    Builds a `RetryPolicy` (see it for every option, the classification, Retry-After and telemetry) and
+    decorates with it. Defaults: 3 attempts, exponential backoff from 1 s capped at 60 s, full jitter.
+
+    Example:
+        >>> @retry(max_attempts=5, strategy="exponential", base_delay=0.5, retry_on=(LookupError,))
+        ... def fetch(url: str) -> str:
+        ...     return url
+
+    Raises:
+        ConfigError: An invalid option, at decoration time.
+    """
+    policy = RetryPolicy(**options)
+    return policy if func is None else policy(func)
+
+
+def retry_api_call(max_attempts: int = 3, base_delay: float = 1.0, max_delay: float = 60.0) -> RetryPolicy:
+    """Seed-compatible shortcut: `@retry_api_call(5)` is `@retry(max_attempts=5)` with exponential backoff and jitter.
+
+    Args:
+        max_attempts: Attempts in all, including the first.
+        base_delay: Seconds before the first retry (before full jitter).
+        max_delay: Cap of the computed delay, in seconds.
+    """
+    return RetryPolicy(
+        max_attempts=max_attempts, strategy="exponential", base_delay=base_delay, max_delay=max_delay, jitter="full"
+    )

@@ -1,0 +1,108 @@
+"""The seed's stack, `@task` ▸ `@retry` ▸ `@timeout` ▸ `@rate_limit` ▸ `@circuit_breaker`, gives one coherent trace."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import rfobs
+from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy, instrument
+from rfobs.instrument._clock import VirtualClock
+from rfobs.testing import Capture
+
+
+def points(capture: Capture, name: str) -> dict[tuple[Any, ...], Any]:
+    return {tuple(sorted(p["attributes"].items())): p.get("value", p.get("count")) for p in capture.metric(name)}
+
+
+def test_the_one_line_stack_retries_inside_one_task_span(capture: Capture, fast_waits: VirtualClock) -> None:
+    calls = 0
+
+    @instrument(
+        "researcher",
+        "search",
+        retry=RetryPolicy(max_attempts=3, base_delay=0.5, jitter="none", name="search"),
+        timeout=5.0,
+        rate_limit=RateLimiter(100, name="arxiv"),
+        breaker=CircuitBreaker("arxiv", failure_threshold=5),
+    )
+    async def search(query: str) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("connection reset")
+        return [query]
+
+    assert asyncio.run(search("rag")) == ["rag"]
+    (span,) = capture.spans()
+    assert span["name"] == "researcher.search"
+    assert span["status"] == {"code": "UNSET", "description": None}
+    retries = [e for e in span["events"] if e["name"] == "retry"]
+    assert [(e["attributes"]["rfobs.retry.attempt"], e["attributes"]["rfobs.retry.delay_s"]) for e in retries] == [
+        (1, 0.5),
+        (2, 1.0),
+    ]
+    assert fast_waits.slept == pytest.approx(1.5)
+    assert points(capture, "researchflow_agents.retry_attempts") == {
+        (("operation", "search"), ("outcome", "retry")): 2,
+        (("operation", "search"), ("outcome", "success")): 1,
+    }
+    assert points(capture, "researchflow_agents.rate_limit_requests") == {
+        (("decision", "allowed"), ("limiter", "arxiv")): 3
+    }
+    assert points(capture, "researchflow_agents.timeout_operation_duration") == {
+        (("operation", "search"), ("outcome", "completed")): 3
+    }
+    assert points(capture, "researchflow_agents.agent_tasks") == {
+        (("agent", "researcher"), ("status", "success"), ("task", "search")): 1
+    }
+    assert points(capture, "researchflow_agents.circuit_breaker_state_transitions") == {}
+
+
+def test_hand_stacked_decorators_and_an_open_breaker_is_not_retried(capture: Capture, fast_waits: VirtualClock) -> None:
+    breaker = CircuitBreaker("scholar", failure_threshold=2, reset_timeout=60)
+
+    @rfobs.task("researcher", "lookup")
+    @rfobs.retry(max_attempts=5, base_delay=0.1, jitter="none", name="lookup")
+    @rfobs.timeout(2.0)
+    @rfobs.rate_limit(50, name="scholar")
+    @breaker
+    def lookup() -> None:
+        raise ConnectionError("scholar is down")
+
+    with pytest.raises(rfobs.CircuitOpen):
+        lookup()
+    (span,) = capture.spans()
+    assert span["status"]["code"] == "ERROR"
+    assert span["attributes"]["error.type"] == "CircuitOpen"
+    event_names = [e["name"] for e in span["events"]]
+    # Two real failures open the breaker; the third attempt is refused fast and not retried.
+    assert event_names.count("retry") == 2
+    assert "circuit_breaker.transition" in event_names
+    assert points(capture, "researchflow_agents.retry_attempts") == {
+        (("operation", "lookup"), ("outcome", "retry")): 2,
+        (("operation", "lookup"), ("outcome", "non_retryable")): 1,
+    }
+    assert points(capture, "researchflow_agents.circuit_breaker_state_transitions") == {
+        (("breaker", "scholar"), ("from_state", "closed"), ("to_state", "open")): 1
+    }
+    assert {
+        p["attributes"]["breaker"]: p["value"] for p in capture.metric("researchflow_agents.circuit_breaker_state")
+    }["scholar"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("retry", "three", r"@instrument\(retry='three'\)"),
+        ("timeout", "soon", r"@instrument\(timeout='soon'\)"),
+        ("rate_limit", "fast", r"@instrument\(rate_limit='fast'\)"),
+        ("breaker", 3, r"@instrument\(breaker=3\)"),
+        ("timeout", -1, r"seconds=-1"),
+    ],
+)
+def test_bad_stack_arguments_fail_at_decoration(argument: str, value: Any, message: str) -> None:
+    with pytest.raises(rfobs.ConfigError, match=message):
+        instrument("researcher", **{argument: value})
