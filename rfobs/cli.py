@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -136,6 +137,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     settings = telemetry.settings
+    # Breaker transitions and the like are in the traces and metrics; keep them out of the progress display.
+    logging.getLogger("rfobs").addHandler(logging.NullHandler())
     interactive = sys.stdout.isatty()
     print(f"rfobs demo: {args.concurrency} research agents for {args.duration:g}s (environment: {settings.env})")
     if telemetry.metrics_url:
@@ -143,22 +146,19 @@ def _demo(args: argparse.Namespace) -> int:
     traces_to = os.path.abspath(telemetry.trace_file) if telemetry.trace_file else settings.otlp.endpoint
     print(f"  traces:   {traces_to} ({settings.trace_exporter})")
 
-    def progress(stats: DemoStats) -> None:
-        line = (
+    def summary(stats: DemoStats) -> str:
+        return (
             f"  questions {stats.questions} ({stats.failed_questions} failed)   "
-            f"api calls {stats.api_calls} ({stats.failed_api_calls} failed)"
+            f"api calls {stats.api_calls} ({stats.failed_api_calls} failed)   "
+            f"llm tokens {stats.tokens}   breaker {stats.breaker}"
         )
+
+    def progress(stats: DemoStats) -> None:
         if interactive:
-            print(f"\r{line}", end="", flush=True)
+            print(f"\r{summary(stats)}\x1b[K", end="", flush=True)
 
     stats = asyncio.run(run_demo(args.duration, concurrency=args.concurrency, seed=args.seed, on_progress=progress))
-    if interactive:
-        print()
-    else:
-        print(
-            f"  questions {stats.questions} ({stats.failed_questions} failed)   "
-            f"api calls {stats.api_calls} ({stats.failed_api_calls} failed)"
-        )
+    print() if interactive else print(summary(stats))
     delivered = telemetry.shutdown()
     print("done." if delivered else "done, but some telemetry could not be delivered before the shutdown deadline.")
     print("Where to look:")

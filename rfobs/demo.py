@@ -1,6 +1,8 @@
-"""The `rfobs demo` workload: a small research agent whose tasks, tools and API calls are instrumented.
+"""The `rfobs demo` workload: a small research agent whose tasks, tools, API and LLM calls are instrumented.
 
-Latency varies and some calls fail on purpose, so the traces and metrics have something to show.
+Latency varies and calls fail on purpose, so the traces and metrics have something to show: retries of dropped
+connections, timeouts, a shared rate limit on the search API, a circuit breaker that opens while the second
+search backend has an outage and closes after it, and an LLM call with token counts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import rfobs
+from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy
 
 __all__ = ["DemoStats", "run_demo"]
 
@@ -24,6 +27,8 @@ class DemoStats:
     failed_questions: int = 0
     api_calls: int = 0
     failed_api_calls: int = 0
+    tokens: int = 0
+    breaker: str = "closed"
 
 
 @dataclass(frozen=True)
@@ -38,32 +43,55 @@ class TransientAPIError(ConnectionError):
     """A search backend dropped the connection."""
 
 
-class ResearchAgent:
-    """Answers a question: plan, search two sources, read a paper, summarise."""
+class _Outage:
+    """The second search backend is down between 35% and 60% of the run."""
 
-    def __init__(self, rng: random.Random, stats: DemoStats) -> None:
+    def __init__(self, duration: float) -> None:
+        self._start = time.monotonic()
+        self._duration = duration
+
+    def now(self) -> bool:
+        elapsed = (time.monotonic() - self._start) / self._duration
+        return 0.35 <= elapsed < 0.6
+
+
+class ResearchAgent:
+    """Answers a question: plan, search two sources, read a paper, ask an LLM to summarise."""
+
+    # Shared by every agent in the process: one API budget and one view of the second backend's health.
+    arxiv_limit = RateLimiter(40, burst=5, name="arxiv")
+    scholar_breaker = CircuitBreaker("semantic_scholar", failure_threshold=3, reset_timeout=1.0)
+    transient = RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.2, name="arxiv.search")
+
+    def __init__(self, rng: random.Random, stats: DemoStats, outage: _Outage) -> None:
         self._rng = rng
         self._stats = stats
+        self._outage = outage
 
     async def _latency(self, low: float, high: float) -> None:
         await asyncio.sleep(self._rng.uniform(low, high))
 
     @rfobs.api_call("arxiv", "search")
+    @transient
+    @rfobs.timeout(0.08, name="arxiv.search")
+    @arxiv_limit
     async def search_arxiv(self, query: str) -> _Response:
         self._stats.api_calls += 1
-        await self._latency(0.005, 0.06)
-        if self._rng.random() < 0.08:
+        # Mostly quick, sometimes slow enough for the 80 ms timeout, sometimes a dropped connection.
+        await self._latency(0.005, 0.05 if self._rng.random() > 0.05 else 0.2)
+        if self._rng.random() < 0.1:
             self._stats.failed_api_calls += 1
             raise TransientAPIError("arxiv closed the connection")
         return _Response(200, [f"arxiv:{query}:{i}" for i in range(3)])
 
     @rfobs.api_call("semantic_scholar", "search")
+    @scholar_breaker
     async def search_scholar(self, query: str) -> _Response:
         self._stats.api_calls += 1
-        await self._latency(0.01, 0.09)
-        if self._rng.random() < 0.06:
+        await self._latency(0.01, 0.06)
+        if self._outage.now() or self._rng.random() < 0.03:
             self._stats.failed_api_calls += 1
-            return _Response(503, [])
+            raise ConnectionError("semantic scholar is unavailable")
         return _Response(200, [f"s2:{query}:{i}" for i in range(2)])
 
     @rfobs.tool("read_paper", agent="researcher")
@@ -76,12 +104,19 @@ class ResearchAgent:
         await self._latency(0.001, 0.01)
         return [question, f"{question} survey"]
 
+    @rfobs.llm_call("openai", "gpt-4o-mini")
+    async def complete(self, prompt: str) -> dict[str, object]:
+        await self._latency(0.02, 0.08)
+        usage = {"prompt_tokens": len(prompt.split()) * 4, "completion_tokens": self._rng.randint(60, 240)}
+        self._stats.tokens += usage["prompt_tokens"] + usage["completion_tokens"]
+        return {"model": "gpt-4o-mini-2024-07-18", "usage": usage, "text": "a summary"}
+
     @rfobs.task("researcher", "summarize")
     async def summarize(self, notes: list[str]) -> str:
-        await self._latency(0.01, 0.04)
         if not notes:
             raise ValueError("nothing to summarise: every search failed")
-        return " / ".join(notes)
+        response = await self.complete("Summarise: " + " / ".join(notes))
+        return str(response["text"])
 
     @rfobs.task("researcher", "answer_question")
     async def answer(self, question: str) -> str:
@@ -111,10 +146,11 @@ async def run_demo(
     """Run `concurrency` agents answering questions until `duration` seconds have passed."""
     rng = random.Random(seed)
     stats = DemoStats()
+    outage = _Outage(duration)
     deadline = time.monotonic() + duration
 
     async def worker() -> None:
-        agent = ResearchAgent(rng, stats)
+        agent = ResearchAgent(rng, stats, outage)
         while time.monotonic() < deadline:
             stats.questions += 1
             try:
@@ -124,9 +160,11 @@ async def run_demo(
 
     async def report() -> None:
         while time.monotonic() < deadline:
+            stats.breaker = ResearchAgent.scholar_breaker.state
             on_progress(stats)
             await asyncio.sleep(0.25)
 
     await asyncio.gather(report(), *(worker() for _ in range(concurrency)))
+    stats.breaker = ResearchAgent.scholar_breaker.state
     on_progress(stats)
     return stats

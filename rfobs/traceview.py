@@ -28,6 +28,8 @@ __all__ = [
 
 _KEY_ATTRIBUTE_PREFIXES = ("gen_ai.", "rfobs.", "http.")
 _KEY_ATTRIBUTES = frozenset({"error.type", "openinference.span.kind"})
+# Already said by the span's name ("{agent}.{task}", "{service}.{endpoint}").
+_NAME_ATTRIBUTES = frozenset({"rfobs.agent", "rfobs.task", "rfobs.api.service", "rfobs.api.endpoint"})
 _VALUE_LIMIT = 40
 _HEX = frozenset(string.hexdigits)
 
@@ -340,7 +342,7 @@ def _span_lines(lead: str, detail_prefix: str, span: SpanRecord, service_name: s
     separator = "  "
     # Key attributes follow on the span's line; those that do not fit wrap onto indented lines below it.
     for key, value in span.attributes.items():
-        if key.startswith(_KEY_ATTRIBUTE_PREFIXES) or key in _KEY_ATTRIBUTES:
+        if (key.startswith(_KEY_ATTRIBUTE_PREFIXES) or key in _KEY_ATTRIBUTES) and key not in _NAME_ATTRIBUTES:
             piece = f"{key}={_format_value(value)}"
             if len(lines[-1]) + len(separator) + len(piece) <= width:
                 lines[-1] += separator + piece
@@ -373,6 +375,8 @@ def _format_value(value: AttributeValue, limit: int = _VALUE_LIMIT) -> str:
         text = "[" + ",".join(_format_value(item, limit) for item in value) + "]"
     elif isinstance(value, dict):
         text = "{" + ",".join(f"{key}={_format_value(item, limit)}" for key, item in value.items()) + "}"
+    elif isinstance(value, float):
+        text = f"{value:.4g}"  # a backoff delay of 0.01665847397324 s reads as 0.01666
     else:
         text = "null" if value is None else str(value)
     return _fit(text, limit)

@@ -52,7 +52,7 @@ def test_demo_runs_the_agent_and_leaves_traces(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
     env["RFOBS_METRICS__PROMETHEUS_PORT"] = "0"
     result = subprocess.run(
-        [sys.executable, "-m", "rfobs.cli", "demo", "--duration", "1.5", "--seed", "7"],
+        [sys.executable, "-m", "rfobs.cli", "demo", "--duration", "3", "--seed", "7"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -61,7 +61,7 @@ def test_demo_runs_the_agent_and_leaves_traces(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "rfobs demo: 3 research agents for 1.5s (environment: development)"
+    assert lines[0] == "rfobs demo: 3 research agents for 3s (environment: development)"
     assert lines[1].startswith("  metrics:  http://127.0.0.1:") and lines[1].endswith("/metrics (while the demo runs)")
     assert lines[2] == f"  traces:   {tmp_path / '.rfobs' / 'traces.jsonl'} (file)"
     assert "done." in lines
@@ -70,6 +70,12 @@ def test_demo_runs_the_agent_and_leaves_traces(tmp_path: Path) -> None:
     assert len(traces) >= 5
     roots = {node.span.name for trace in traces for node in trace.roots}
     assert roots == {"researcher.answer_question"}
-    names = {span.name for trace in traces for span in trace.spans}
+    spans = [span for trace in traces for span in trace.spans]
+    names = {span.name for span in spans}
     assert {"researcher.plan", "arxiv.search", "semantic_scholar.search", "researcher.read_paper"} <= names
+    assert "chat gpt-4o-mini" in names
     assert any(trace.error_count for trace in traces)  # the demo injects failures
+    events = {event.name for span in spans for event in span.events}
+    assert {"retry", "circuit_breaker.transition"} <= events  # the outage opens the breaker
+    assert any("gen_ai.usage.output_tokens" in span.attributes for span in spans)
+    assert not result.stderr

@@ -29,7 +29,6 @@ from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from rfobs.exceptions import ConfigError, TimeoutExceeded
 from rfobs.instrument import _telemetry as t
@@ -92,7 +91,7 @@ class Timeout:
         ...         await asyncio.sleep(0)
     """
 
-    __slots__ = ("_completed", "_event", "_name", "_operation", "_seconds", "_status", "_timed_out")
+    __slots__ = ("_completed", "_event", "_name", "_operation", "_seconds", "_timed_out")
 
     def __init__(self, seconds: float, name: str | None = None) -> None:
         self._seconds = _check_seconds(seconds, "Timeout")
@@ -103,7 +102,6 @@ class Timeout:
         self._completed = {"operation": operation, "outcome": "completed"}
         self._timed_out = {"operation": operation, "outcome": "timed_out"}
         self._event = {t.TIMEOUT_OPERATION: operation, t.TIMEOUT_LIMIT: self._seconds}
-        self._status = Status(StatusCode.ERROR, f"TimeoutExceeded: {TimeoutExceeded(operation, self._seconds)}")
 
     @property
     def seconds(self) -> float:
@@ -205,9 +203,10 @@ class Timeout:
         if instruments is None:
             return
         instruments.timeout_duration.record(perf_counter() - start, self._timed_out)
+        # An event, not an ERROR status: a retry around this timeout may still succeed. If the TimeoutExceeded
+        # escapes, the span that owns the call (`@task`, `@api_call`, a `with` span) records it as the error.
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_status(self._status)
             span.add_event(t.TIMEOUT_EVENT, self._event)
 
 

@@ -32,6 +32,18 @@ def single_point(capture: Capture) -> tuple[dict[str, Any], float]:
     return {k: v for k, v in point.items() if k != "sum"}, point["sum"]
 
 
+def exception_event(operation: str) -> dict[str, Any]:
+    """The exception event the SDK adds to a span that a TimeoutExceeded escapes."""
+    return {
+        "name": "exception",
+        "attributes": {
+            "exception.type": "rfobs.exceptions.TimeoutExceeded",
+            "exception.message": f"{operation} did not finish within 0.1s",
+            "exception.escaped": "False",
+        },
+    }
+
+
 def timeout_event(operation: str, seconds: float) -> dict[str, Any]:
     return {"name": "timeout", "attributes": {"rfobs.timeout.operation": operation, "rfobs.timeout.seconds": seconds}}
 
@@ -53,7 +65,8 @@ async def test_a_coroutine_is_cancelled_at_the_deadline_and_its_finally_runs(cap
 
     tracer = trace.get_tracer("test")
     started = time.perf_counter()
-    with tracer.start_as_current_span("parent"), pytest.raises(TimeoutExceeded) as caught:
+    # The exception escapes the span: the span that owns the call records it (the policy only adds an event).
+    with pytest.raises(TimeoutExceeded) as caught, tracer.start_as_current_span("parent"):
         await fetch()
     elapsed = time.perf_counter() - started
 
@@ -72,7 +85,7 @@ async def test_a_coroutine_is_cancelled_at_the_deadline_and_its_finally_runs(cap
     assert capture.spans() == [
         {"name": "parent", "trace_id": 1, "span_id": 1, "parent_id": None, "kind": "INTERNAL",
          "status": {"code": "ERROR", "description": "TimeoutExceeded: fetch did not finish within 0.1s"},
-         "attributes": {}, "events": [timeout_event("fetch", 0.1)]},
+         "attributes": {}, "events": [timeout_event("fetch", 0.1), exception_event("fetch")]},
     ]  # fmt: skip
     point, total = single_point(capture)
     assert point == {
@@ -233,7 +246,7 @@ def test_a_sync_function_times_out_but_its_thread_runs_to_completion(capture: Ca
 
     tracer = trace.get_tracer("test")
     started = time.perf_counter()
-    with tracer.start_as_current_span("parent"), pytest.raises(TimeoutExceeded) as caught:
+    with pytest.raises(TimeoutExceeded) as caught, tracer.start_as_current_span("parent"):
         crunch()
     elapsed = time.perf_counter() - started
 
@@ -248,7 +261,7 @@ def test_a_sync_function_times_out_but_its_thread_runs_to_completion(capture: Ca
     assert finished.is_set()  # it ran to completion; its result went nowhere
     (span,) = capture.spans()
     assert span["status"] == {"code": "ERROR", "description": "TimeoutExceeded: crunch did not finish within 0.1s"}
-    assert span["events"] == [timeout_event("crunch", 0.1)]
+    assert span["events"] == [timeout_event("crunch", 0.1), exception_event("crunch")]
     point, _ = single_point(capture)
     assert point["attributes"] == {"operation": "crunch", "outcome": "timed_out"}
 
