@@ -41,7 +41,10 @@ typecheck: setup
 check: lint typecheck test
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/bench_shutdown.py
 
 clean:
 	rm -rf $(VENV) .rfobs .pytest_cache .ruff_cache .coverage
