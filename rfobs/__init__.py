@@ -10,9 +10,9 @@ policies are imported on first use (every agent pays for the import). The one-li
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rfobs._lazy import lazy_getattr as _lazy_getattr
 from rfobs._version import __version__
 from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited, RfobsError, TimeoutExceeded
 from rfobs.instrument.llm import llm_call
@@ -89,10 +89,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rfobs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr(__name__, _LAZY, globals())
