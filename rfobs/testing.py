@@ -85,6 +85,17 @@ class Capture:
             )
         self.tracer_provider.add_span_processor(self._open)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        from rfobs import _guard
+
+        self._internal_errors_at_start = _guard.count()
+        self.allow_internal_errors = False
+        """Set True in a test that provokes an rfobs internal error on purpose; otherwise one fails the test."""
+
+    def internal_errors(self) -> int:
+        """Internal errors of rfobs (caught, logged, counted) since this capture started."""
+        from rfobs import _guard
+
+        return _guard.count() - self._internal_errors_at_start
 
     def spans(self) -> list[dict[str, Any]]:
         """Finished spans in the order they ended: name, ids, parent, kind, status, attributes, events."""
@@ -219,6 +230,8 @@ def capture() -> Iterator[Capture]:
         yield captured
         left_open = captured.open_spans()
         assert not left_open, f"spans never ended: {left_open}"
+        errors = captured.internal_errors()
+        assert captured.allow_internal_errors or not errors, f"{errors} rfobs internal error(s): see the log"
     finally:
         captured.tracer_provider.shutdown()
         captured.meter_provider.shutdown()

@@ -14,6 +14,7 @@ from typing import Any, Final
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from rfobs._guard import internal_error
 from rfobs._secrets import scrub_text
 from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
@@ -115,28 +116,35 @@ class Call:
             operation.span_name, kind=operation.kind, attributes=operation.attributes
         )
         if operation.capture_input is not None and self.span.is_recording():
-            self.span.set_attribute(t.RFOBS_INPUT, operation.capture_input(args, kwargs))
+            try:
+                self.span.set_attribute(t.RFOBS_INPUT, operation.capture_input(args, kwargs))
+            except Exception:
+                internal_error("capturing a call's arguments")
         self._start = time.perf_counter()
 
     def finish(self, result: object, error: BaseException | None) -> None:
-        """End the call with its result or the exception it raised."""
+        """End the call with its result or the exception it raised. Never raises; the span always ends."""
         elapsed = time.perf_counter() - self._start
         operation, span = self._operation, self.span
-        ok = error is None
-        if error is not None:
-            record_error(span, error)
-            if operation.on_error is not None:
-                operation.on_error(error, self._instruments, elapsed)
-        else:
-            if operation.on_result is not None:
-                ok = operation.on_result(result, span, self._instruments, elapsed)
-            if operation.capture_output is not None and span.is_recording():
-                span.set_attribute(t.RFOBS_OUTPUT, operation.capture_output(result))
-        counts, histogram = operation.metrics(self._instruments)
-        if ok:
-            counts.add(operation.success_labels)
-            histogram.record(elapsed, operation.success_attributes)
-        else:
-            counts.add(operation.error_labels)
-            histogram.record(elapsed, operation.error_attributes)
-        span.end()
+        try:
+            ok = error is None
+            if error is not None:
+                record_error(span, error)
+                if operation.on_error is not None:
+                    operation.on_error(error, self._instruments, elapsed)
+            else:
+                if operation.on_result is not None:
+                    ok = operation.on_result(result, span, self._instruments, elapsed)
+                if operation.capture_output is not None and span.is_recording():
+                    span.set_attribute(t.RFOBS_OUTPUT, operation.capture_output(result))
+            counts, histogram = operation.metrics(self._instruments)
+            if ok:
+                counts.add(operation.success_labels)
+                histogram.record(elapsed, operation.success_attributes)
+            else:
+                counts.add(operation.error_labels)
+                histogram.record(elapsed, operation.error_attributes)
+        except Exception:
+            internal_error(f"finishing the span {operation.span_name!r}")
+        finally:
+            span.end()

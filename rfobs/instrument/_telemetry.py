@@ -18,6 +18,7 @@ from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Tracer
 
+from rfobs import _guard
 from rfobs.instrument._deferred import DeferredHistograms
 
 __all__ = ["BreakerState", "Counts", "Instruments", "current", "register_breaker"]
@@ -160,6 +161,12 @@ class Instruments:
         self.api_counts = self._counter(meter, f"{ns}.api_calls", "External API calls, by status.")
         self.api_duration = histograms.create(
             f"{ns}.api_call_duration", description="External API call duration.", unit="s", buckets=DURATION_BUCKETS
+        )
+        meter.create_observable_counter(
+            f"{ns}.telemetry.internal_errors",
+            callbacks=[_guard.observe],
+            unit="1",
+            description="Failures inside rfobs's own per-call work, caught and logged (the agent was not affected).",
         )
         self.retry_counts = self._counter(meter, f"{ns}.retry_attempts", "Retry attempts, by outcome.")
         self.timeout_duration = histograms.create(

@@ -112,15 +112,20 @@ class _Bucket:
 
     def take(self, cost: float, now: float, max_wait: float) -> float:
         limit, tokens = self.limit, self.tokens
+        # A caller that read the clock before another took the lock brings a `now` older than `last`; its wait is
+        # measured from its own `now`, so the lag is added, or it would be admitted that much early.
+        lag = 0.0
         if now > self.last:
             tokens += (now - self.last) * limit.rate
             if tokens > limit.capacity:
                 tokens = limit.capacity
             self.last = now
+        else:
+            lag = self.last - now
         if tokens >= cost:
             self.tokens = tokens - cost
             return 0.0
-        wait = (cost - tokens) / limit.rate
+        wait = (cost - tokens) / limit.rate + lag
         if wait > max_wait:
             self.tokens = tokens
             return -wait

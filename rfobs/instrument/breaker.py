@@ -22,6 +22,7 @@ from typing import Any, Final, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, 
 from opentelemetry import trace
 
 from rfobs.exceptions import CircuitOpen, ConfigError
+from rfobs.instrument import _deadline
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._clock import Clock, default_clock
 from rfobs.instrument._wrap import wrap_policy
@@ -410,7 +411,12 @@ class CircuitBreaker:
         return record.generation, 0.0, moved
 
     def _settle(self, generation: int, error: BaseException | None) -> None:
-        outcome = _SUCCESS if error is None else self._classify(error)
+        if (error is None or not isinstance(error, Exception)) and _deadline.expired():
+            # Inside a timeout that has passed: cancelled at the deadline (async), or finishing late in the
+            # timeout's worker thread (sync). The dependency did not answer in time: a failure.
+            outcome = _FAILURE
+        else:
+            outcome = _SUCCESS if error is None else self._classify(error)
         now = (self._clock or default_clock()).monotonic()
         moved = self._backend.transact(self._name, lambda record: self._record(record, generation, outcome, now))
         if moved is not None:

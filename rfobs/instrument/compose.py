@@ -50,12 +50,13 @@ def _timeout(value: object) -> Timeout | None:
     return Timeout(value)
 
 
-def _rate_limit(value: object) -> RateLimiter | None:
+def _check_rate_limit(value: object) -> RateLimiter | float | None:
     if value is None or isinstance(value, RateLimiter):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"@instrument(rate_limit={value!r}): expected a RateLimiter, calls per second or None")
-    return RateLimiter(value)
+    RateLimiter(value)  # checks the rate now, at decoration
+    return float(value)
 
 
 def _check_breaker(value: object) -> CircuitBreaker | str | bool | None:
@@ -105,14 +106,18 @@ def instrument(
         ... async def search(query: str) -> list[str]:
         ...     return [query]
     """
-    policies = (_retry(retry), _timeout(timeout), _rate_limit(rate_limit))
+    retry_policy, timeout_policy = _retry(retry), _timeout(timeout)
+    rate = _check_rate_limit(rate_limit)
     breaker = _check_breaker(breaker)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         task_name = name or getattr(func, "__name__", "task")
+        operation = f"{agent}.{task_name}"
+        # A number makes a limiter (and `True` a breaker) of this function's own, named after it; pass an
+        # object to share one between functions.
+        limiter = rate if rate is None or isinstance(rate, RateLimiter) else RateLimiter(rate, name=operation)
         wrapped = func
-        circuit = _breaker(breaker, f"{agent}.{task_name}")
-        for policy in (circuit, *reversed(policies)):
+        for policy in (_breaker(breaker, operation), limiter, timeout_policy, retry_policy):
             if policy is not None:
                 wrapped = policy(wrapped)
         return task(agent, task_name, capture_args=capture_args)(wrapped)

@@ -30,9 +30,13 @@ TokenUsage = tuple[int | None, int | None]
 
 
 def _field(source: object, name: str) -> object:
-    if isinstance(source, Mapping):
-        return source.get(name)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    return getattr(source, name, None)
+    # Results are arbitrary objects: a `__getattr__` or a mapping may raise anything; that means "not there".
+    try:
+        if isinstance(source, Mapping):
+            return source.get(name)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        return getattr(source, name, None)
+    except Exception:
+        return None
 
 
 def _count(source: object, names: tuple[str, ...]) -> int | None:

@@ -116,7 +116,6 @@ class _Labels:
         self.non_retryable = (("operation", name), ("outcome", "non_retryable"))
 
 
-_NOT_RETRIED: Final = {t.RETRY_ATTEMPTS: 1, t.RETRY_OUTCOME: "non_retryable"}
 _EXHAUSTED: Final = object()  # returned by tenacity's retry_error_callback in place of raising RetryError
 _unnamed: dict[str, _Labels] = {}  # labels of functions run through an unnamed policy's call(); bounded by code
 
@@ -132,15 +131,6 @@ def _labels_of(func: object) -> _Labels:
     if labels is None:
         labels = _unnamed[name] = _Labels(name)
     return labels
-
-
-def _not_retried(labels: _Labels) -> None:
-    instruments = t.current()
-    if instruments is not None:
-        instruments.retry_counts.add(labels.non_retryable)
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.set_attributes(_NOT_RETRIED)
 
 
 class _Run:
@@ -244,8 +234,13 @@ class _Run:
         raise error.with_traceback(self.traceback if error is self.error else error.__traceback__)
 
     def escaped(self, error: BaseException) -> BaseException:
-        """Record a non-retryable end; the exception to re-raise, with the traceback of where it was raised."""
-        self.finish(self.labels.non_retryable, "non_retryable")
+        """Record a non-retryable end; the exception to re-raise, with the traceback of where it was raised.
+
+        Cancellation and exits (non-`Exception`s, also while sleeping between attempts) end the call without an
+        outcome: counting them as non-retryable failures would mislead a dashboard.
+        """
+        if isinstance(error, Exception):
+            self.finish(self.labels.non_retryable, "non_retryable")
         return error.with_traceback(self.traceback) if error is self.error else error
 
 
@@ -417,8 +412,7 @@ class RetryPolicy:
             except Exception as error:
                 run = _Run(func, labels, self.limiter, error, start)
             except BaseException:
-                _not_retried(labels)
-                raise
+                raise  # cancellation or an exit: not a call outcome, not counted
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
                 if (instruments := t.current()) is not None:
@@ -459,8 +453,7 @@ class RetryPolicy:
             except Exception as error:
                 run = _Run(func, labels, self.limiter, error, start)
             except BaseException:
-                _not_retried(labels)
-                raise
+                raise  # cancellation or an exit: not a call outcome, not counted
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
                 if (instruments := t.current()) is not None:

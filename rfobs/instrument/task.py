@@ -129,9 +129,12 @@ def _task_decorator(
 
 def _http_status_ok(result: object, span: Span, _instruments: t.Instruments, _elapsed: float) -> bool:
     """Read an HTTP status from a response-like result (`status_code` or `status`); >= 400 is an error."""
-    code = getattr(result, "status_code", None)
-    if code is None:
-        code = getattr(result, "status", None)
+    try:
+        code = getattr(result, "status_code", None)
+        if code is None:
+            code = getattr(result, "status", None)
+    except Exception:  # an arbitrary result object: a raising __getattr__ means "no status"
+        return True
     if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
         span.set_attribute(t.HTTP_STATUS, code)
         if code >= 400:

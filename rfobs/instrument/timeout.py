@@ -31,6 +31,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from opentelemetry import trace
 
 from rfobs.exceptions import ConfigError, TimeoutExceeded
+from rfobs.instrument import _deadline
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._wrap import wrap_policy
 
@@ -136,7 +137,11 @@ class Timeout:
         """
         instruments = t.current()
         start = perf_counter()
-        worker = _Worker(func, args, kwargs or {})
+        token = _deadline.enter(self._seconds)  # copied into the worker with the rest of the context
+        try:
+            worker = _Worker(func, args, kwargs or {})
+        finally:
+            _deadline.leave(token)
         threading.Thread(target=worker.run, name=f"rfobs-timeout-{self._operation}", daemon=True).start()
         if not worker.done.wait(self._seconds):
             self._expired(instruments, start)
@@ -165,11 +170,14 @@ class Timeout:
         start = perf_counter()
         try:
             async with scope:
-                entry = _deadlines(loop, self._seconds).watch(scope, loop.time() + self._seconds)
+                when = loop.time() + self._seconds
+                entry = _deadlines(loop, self._seconds).watch(scope, when)
+                token = _deadline.enter_at(when)
                 try:
                     result = await func(*args, **(kwargs or {}))
                 finally:
-                    entry.scope = None
+                    _deadline.leave(token)
+                    entry.finish()
         except TimeoutError as error:
             if scope.expired():
                 self._expired(instruments, start)
@@ -255,7 +263,7 @@ class _Scope:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._entry is not None:
-            self._entry.scope = None
+            self._entry.finish()
         timeout = self._timeout
         try:
             await self._scope.__aexit__(exc_type, exc, tb)
@@ -323,12 +331,18 @@ def timeout_api_call(seconds: float) -> Decorator[P, R]:
 
 
 class _Entry:
-    __slots__ = ("deadline", "scope")
+    __slots__ = ("deadline", "owner", "scope")
 
-    def __init__(self, deadline: float, scope: asyncio.Timeout) -> None:
+    def __init__(self, deadline: float, scope: asyncio.Timeout, owner: _Deadlines) -> None:
         self.deadline = deadline
         self.scope: asyncio.Timeout | None = scope
         """None once the call has left its scope."""
+        self.owner = owner
+
+    def finish(self) -> None:
+        """The call left its scope before the deadline."""
+        self.scope = None
+        self.owner.finished += 1
 
 
 class _Deadlines:
@@ -338,18 +352,25 @@ class _Deadlines:
     call only clears its entry; entries are dropped from the front when the next call arrives or the timer fires.
     """
 
-    __slots__ = ("_entries", "_handle", "_loop")
+    __slots__ = ("_entries", "_handle", "_loop", "finished")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._entries: deque[_Entry] = deque()
         self._handle: asyncio.TimerHandle | None = None
+        self.finished = 0
+        """Finished entries still queued (behind a call that is still running)."""
 
     def watch(self, scope: asyncio.Timeout, deadline: float) -> _Entry:
         entries = self._entries
         while entries and entries[0].scope is None:
             entries.popleft()
-        entry = _Entry(deadline, scope)
+            self.finished -= 1
+        if self.finished > 64 and self.finished * 2 > len(entries):
+            # A long-running call at the front holds finished ones behind it: compact, amortised O(1) per call.
+            self._entries = entries = deque(entry for entry in entries if entry.scope is not None)
+            self.finished = 0
+        entry = _Entry(deadline, scope, self)
         entries.append(entry)
         if self._handle is None:
             self._handle = self._loop.call_at(deadline, self._fire)
@@ -366,7 +387,9 @@ class _Deadlines:
                 self._handle = self._loop.call_at(entry.deadline, self._fire)
                 return
             entries.popleft()
-            if scope is not None:
+            if scope is None:
+                self.finished -= 1
+            else:
                 # The deadline passed: asyncio cancels the task on the next iteration. A scope abandoned without
                 # exiting (its task destroyed) may refuse; that must not stop the others from expiring.
                 with contextlib.suppress(RuntimeError):

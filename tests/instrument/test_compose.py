@@ -106,3 +106,65 @@ def test_hand_stacked_decorators_and_an_open_breaker_is_not_retried(capture: Cap
 def test_bad_stack_arguments_fail_at_decoration(argument: str, value: Any, message: str) -> None:
     with pytest.raises(rfobs.ConfigError, match=message):
         instrument("researcher", **{argument: value})
+
+
+def test_a_hanging_dependency_opens_the_breaker_inside_a_timeout() -> None:
+    breaker = CircuitBreaker("hangs", failure_threshold=3, reset_timeout=60)
+
+    @instrument("researcher", "hang", timeout=0.02, breaker=breaker)
+    async def hang() -> None:
+        await asyncio.sleep(10)
+
+    async def call_until_refused() -> int:
+        for attempt in range(10):
+            try:
+                await hang()
+            except rfobs.TimeoutExceeded:
+                continue
+            except rfobs.CircuitOpen:
+                return attempt
+        return -1
+
+    assert asyncio.run(call_until_refused()) == 3  # three timeouts count as failures; the fourth is refused
+    assert breaker.state == "open"
+
+
+def test_a_sync_call_finishing_after_its_timeout_counts_as_a_breaker_failure() -> None:
+    import threading
+    import time
+
+    breaker = CircuitBreaker("slow", failure_threshold=2, reset_timeout=60)
+    finished = threading.Event()
+
+    @instrument("researcher", "slow", timeout=0.02, breaker=breaker)
+    def slow() -> None:
+        time.sleep(0.1)
+        finished.set()
+
+    for _ in range(2):
+        finished.clear()
+        with pytest.raises(rfobs.TimeoutExceeded):
+            slow()
+        assert finished.wait(2)  # the worker thread ran to completion, late
+    time.sleep(0.05)
+    assert breaker.state == "open"
+
+
+def test_a_rate_given_as_a_number_is_a_limiter_of_each_function_named_after_it(capture: Capture) -> None:
+    stack = instrument("researcher", rate_limit=1000)
+
+    @stack
+    def first() -> None:
+        pass
+
+    @stack
+    def second() -> None:
+        pass
+
+    first()
+    second()
+    second()
+    assert points(capture, "researchflow_agents.rate_limit_requests") == {
+        (("decision", "allowed"), ("limiter", "researcher.first")): 1,
+        (("decision", "allowed"), ("limiter", "researcher.second")): 2,
+    }

@@ -665,14 +665,27 @@ def test_exhausted_and_non_retryable_outcomes_are_counted_once_per_call(capture:
     assert points(capture) == {"retry": 2, "exhausted": 1, "non_retryable": 2, "success": 1}
 
 
-async def test_cancellation_is_not_retried_and_counted_once(capture: Capture) -> None:
+async def test_cancellation_is_not_retried_and_not_counted_as_a_failure(capture: Capture) -> None:
     @retry(name="cancelled", retry_on=(Exception,))
     async def cancelled() -> None:
         raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
         await cancelled()
-    assert points(capture) == {"non_retryable": 1}
+    assert points(capture) == {}
+
+
+async def test_cancellation_during_the_backoff_sleep_counts_only_the_retry(capture: Capture) -> None:
+    @retry(name="cancelme", base_delay=10, jitter="none")
+    async def flaky() -> None:
+        raise ConnectionError("reset")
+
+    task = asyncio.create_task(flaky())
+    await asyncio.sleep(0.05)  # the first attempt failed; the task now sleeps before the second
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert points(capture) == {"retry": 1}
 
 
 def test_composes_with_task_into_one_span(capture: Capture) -> None:

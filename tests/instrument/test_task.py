@@ -384,3 +384,48 @@ def test_signature_and_coroutine_nature_are_preserved() -> None:
         assert inspect.signature(decorated) == inspect.signature(original)
         assert inspect.iscoroutinefunction(decorated)
         assert decorated.__name__ == "original" and decorated.__wrapped__ is not None  # type: ignore[attr-defined]
+
+
+class Hostile:
+    """A result whose every attribute lookup and repr fails."""
+
+    def __getattr__(self, name: str) -> object:
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+class EvilStatus(int):
+    """An HTTP status that cannot be compared."""
+
+    def __le__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare")
+
+
+@dataclass
+class EvilResponse:
+    status_code: int
+
+
+def test_a_hostile_result_never_breaks_the_call_and_the_span_ends(capture: Capture) -> None:
+    @rfobs.llm_call("openai", "gpt")
+    def ask() -> Hostile:
+        return Hostile()
+
+    @rfobs.task("researcher", "capture", capture_args=True)
+    def captured() -> Hostile:
+        return Hostile()
+
+    @rfobs.api_call("evil", "status")
+    def status() -> EvilResponse:
+        return EvilResponse(EvilStatus(200))
+
+    assert isinstance(ask(), Hostile)  # token usage unreadable: simply not recorded
+    assert isinstance(captured(), Hostile)  # reprlib renders what repr() cannot
+    assert capture.internal_errors() == 0
+    capture.allow_internal_errors = True
+    assert status().status_code == 200  # rfobs's own code fails on this result: caught, the call goes on
+    assert capture.internal_errors() == 1
+    assert [s["name"] for s in capture.spans()] == ["chat gpt", "researcher.capture", "evil.status"]
+    assert capture.metric("researchflow_agents.telemetry.internal_errors")[0]["value"] >= 1

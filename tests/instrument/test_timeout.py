@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
@@ -361,3 +362,27 @@ async def test_without_init_timeouts_work_and_record_nothing() -> None:
 def test_bad_arguments_fail_at_decoration(make: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+async def test_finished_calls_behind_a_long_running_one_are_not_kept() -> None:
+    import sys
+
+    module = sys.modules["rfobs.instrument.timeout"]
+
+    @timeout(600)
+    async def quick() -> int:
+        return 1
+
+    @timeout(600)
+    async def stuck() -> None:
+        await asyncio.sleep(1000)
+
+    pending = asyncio.create_task(stuck())
+    await asyncio.sleep(0)
+    for _ in range(10_000):
+        await quick()
+    queue = module._deadlines(asyncio.get_running_loop(), 600.0)
+    assert len(queue._entries) < 200
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pending
