@@ -41,7 +41,6 @@ typecheck: setup
 check: lint typecheck test
 
 bench: setup
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/bench_shutdown.py
