@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry import trace as _trace_api
@@ -21,7 +21,15 @@ from opentelemetry.trace import Tracer
 from rfobs import _guard
 from rfobs.instrument._deferred import DeferredHistograms
 
-__all__ = ["BreakerState", "Counts", "Instruments", "current", "register_breaker"]
+__all__ = [
+    "BreakerState",
+    "Counts",
+    "HealthState",
+    "Instruments",
+    "current",
+    "register_breaker",
+    "register_health_checker",
+]
 
 SCOPE: Final = "rfobs"
 DEFAULT_NAMESPACE: Final = "researchflow_agents"
@@ -179,6 +187,18 @@ class Instruments:
         self.breaker_transitions = self._counter(
             meter, f"{ns}.circuit_breaker_state_transitions", "Circuit breaker state changes."
         )
+        self.health_counts = self._counter(meter, f"{ns}.health_checks", "Health check runs, by check and status.")
+        meter.create_observable_gauge(
+            f"{ns}.health_check_status",
+            callbacks=[_observe_health_status],
+            unit="1",
+            description="Each health check's last status: 1 healthy, 0.5 degraded, 0 unhealthy.",
+        )
+        meter.create_observable_gauge(
+            f"{ns}.health_check_value",
+            callbacks=[_observe_health_values],
+            description="The numeric values each health check measured on its last run.",
+        )
         meter.create_observable_gauge(
             f"{ns}.circuit_breaker_state",
             callbacks=[_observe_breakers],
@@ -228,6 +248,40 @@ def register_breaker(breaker: BreakerState) -> None:
 
 def _observe_breakers(_options: CallbackOptions) -> Iterable[Observation]:
     return [Observation(b.state_value(), {"breaker": b.name}) for b in list(_breakers)]
+
+
+class HealthState(Protocol):
+    """What the health gauges read from a health checker."""
+
+    def last_results(self) -> Iterable[Any]:
+        """The latest `CheckResult` of each check."""
+        ...
+
+
+_health_checkers: weakref.WeakSet[HealthState] = weakref.WeakSet()
+
+
+def register_health_checker(checker: HealthState) -> None:
+    """Report `checker`'s last results in the health gauges for as long as it exists."""
+    _health_checkers.add(checker)
+
+
+def _observe_health_status(_options: CallbackOptions) -> Iterable[Observation]:
+    return [
+        Observation(result.status.gauge, {"check": result.name})
+        for checker in list(_health_checkers)
+        for result in checker.last_results()
+    ]
+
+
+def _observe_health_values(_options: CallbackOptions) -> Iterable[Observation]:
+    return [
+        Observation(value, {"check": result.name, "measure": measure})
+        for checker in list(_health_checkers)
+        for result in checker.last_results()
+        for measure, value in result.values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
 
 
 _lock = threading.Lock()
