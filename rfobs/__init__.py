@@ -21,6 +21,9 @@ from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_
 if TYPE_CHECKING:
     from rfobs._settings_model import Settings
     from rfobs.config import load_config
+    from rfobs.health import HealthChecker
+    from rfobs.health.setup import get_advanced_health_checker
+    from rfobs.health.startup import validate_startup_environment
     from rfobs.instrument.breaker import CircuitBreaker, circuit_breaker
     from rfobs.instrument.ratelimit import RateLimiter, rate_limit, rate_limit_api_calls, rate_limit_per_user
     from rfobs.instrument.retry import RetryPolicy, retry, retry_api_call
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Settings": "rfobs._settings_model",
     "load_config": "rfobs.config",
+    "HealthChecker": "rfobs.health",
+    "get_advanced_health_checker": "rfobs.health.setup",
+    "validate_startup_environment": "rfobs.health.startup",
     "CircuitBreaker": "rfobs.instrument.breaker",
     "circuit_breaker": "rfobs.instrument.breaker",
     "RateLimiter": "rfobs.instrument.ratelimit",
@@ -56,6 +62,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpen",
     "ConfigError",
+    "HealthChecker",
     "RateLimited",
     "RateLimiter",
     "RetryPolicy",
@@ -67,6 +74,7 @@ __all__ = [
     "__version__",
     "api_call",
     "circuit_breaker",
+    "get_advanced_health_checker",
     "get_settings",
     "init",
     "llm_call",
@@ -86,6 +94,7 @@ __all__ = [
     "tool",
     "track_agent_task",
     "track_api_call",
+    "validate_startup_environment",
 ]
 
 

@@ -6,7 +6,9 @@ is derived from its place: `tracing.sampler_ratio` is `RFOBS_TRACING__SAMPLER_RA
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,8 +18,10 @@ from typing import Any, Final, cast
 from rfobs._secrets import Secret
 
 __all__ = [
+    "BUILT_IN_CHECKS",
     "ENVIRONMENTS",
     "GROUPS",
+    "HealthSettings",
     "Invalid",
     "LoggingSettings",
     "MetricsSettings",
@@ -26,6 +30,7 @@ __all__ = [
     "ServiceSettings",
     "Settings",
     "TracingSettings",
+    "check_relations",
 ]
 
 ENVIRONMENTS: Final = ("development", "staging", "production")
@@ -175,6 +180,66 @@ def _metric_namespace(value: Any) -> str:
     return text
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    """A list given as a TOML/YAML list, a JSON list string or a comma-separated string (empty items dropped)."""
+    allowed = "a list of non-empty strings or 'a,b,c'"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise Invalid(allowed) from None
+        else:
+            return tuple(item.strip() for item in text.split(",") if item.strip())
+    if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
+        raise Invalid(allowed)
+    items = cast("list[object] | tuple[object, ...]", value)
+    if not all(isinstance(item, str) and item.strip() for item in items):
+        raise Invalid(allowed)
+    return tuple(str(item).strip() for item in items)
+
+
+def _above(low: float, high: float) -> Parser:
+    """A number strictly greater than `low`, up to `high`."""
+    allowed = f"a number greater than {low:g} and at most {high:g}"
+
+    def parse(value: Any) -> float:
+        try:
+            number = _number(low, high)(value)
+        except Invalid:
+            raise Invalid(allowed) from None
+        if number <= low:
+            raise Invalid(allowed)
+        return number
+
+    return parse
+
+
+_DEPENDENCY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def _dependency_url(value: str) -> str:
+    allowed = "tcp://host:port, an http(s):// URL, or another scheme with a host and port (redis://host:6379)"
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise Invalid(allowed) from None
+    if not parts.hostname or (port is None and parts.scheme not in {"http", "https"}):
+        raise Invalid(allowed)
+    return value.strip()
+
+
+def _dependencies(value: Any) -> Mapping[str, str]:
+    pairs = _pairs(value)
+    for name, url in pairs.items():
+        if not _DEPENDENCY_NAME.fullmatch(name):
+            raise Invalid(f"names of letters, digits, '_', '.' or '-' starting with a letter (not {name!r})")
+        pairs[name] = _dependency_url(url)
+    return MappingProxyType(pairs)
+
+
 # -- the groups. Attribute docstrings are the reference documentation of each setting.
 
 
@@ -295,6 +360,62 @@ class SdkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """Health checks: which built-in checks run, their thresholds, and the `/health` endpoints."""
+
+    enabled: bool = _setting(True, _boolean)
+    """Build the health checker at `init()` (`handle.health`)."""
+    server_enabled: bool = _setting(False, _boolean)
+    """Serve `/health/live`, `/health/ready` and `/health` over HTTP."""
+    live_process: bool = _setting(False, _boolean)
+    """Answer `/health/live` from a helper process (POSIX): fast even while the agent holds the GIL."""
+    host: str = _setting("127.0.0.1", _string)
+    """Address the health endpoints bind to. Loopback by default; set 0.0.0.0 deliberately."""
+    port: int = _setting(8081, _integer(0, 65535))
+    """Port of the health endpoints (0 picks a free one)."""
+    cache_ttl: float = _setting(2.0, _number(0.0, 3600.0))
+    """Seconds a health report is reused, so a probe storm runs the checks once."""
+    check_timeout: float = _setting(5.0, _number(0.001, 600.0))
+    """Seconds one check may take before it is reported unhealthy ("timed out after Ns")."""
+    cpu_max_percent: float = _setting(90.0, _number(0.0, 100.0))
+    """System CPU use above which the cpu check degrades."""
+    memory_max_percent: float = _setting(90.0, _number(0.0, 100.0))
+    """System memory use above which the memory check degrades."""
+    disk_paths: tuple[str, ...] = _setting((".",), _strings)
+    """Paths whose file systems the disk check watches."""
+    disk_max_percent: float = _setting(90.0, _number(0.0, 100.0))
+    """Disk use above which the disk check is unhealthy."""
+    max_open_files: int | None = _setting(None, _optional(_integer(1, 10_000_000)))
+    """Open file descriptors of this process above which the process check degrades. None: no limit."""
+    max_rss_mb: int | None = _setting(None, _optional(_integer(1, 16_777_216)))
+    """Resident memory of this process (MiB) above which the process check degrades. None: no limit."""
+    git_path: str | None = _setting(None, _optional(_string))
+    """A git work tree to check (branch, commit, uncommitted changes, detached HEAD). None: no git check."""
+    env_files: tuple[str, ...] = _setting((), _strings)
+    """`.env`-style files to check (critical: keys present and non-empty, not world-readable; values never shown)."""
+    env_required_keys: tuple[str, ...] = _setting((), _strings)
+    """Keys each of `env_files` must define with a non-empty value."""
+    log_paths: tuple[str, ...] = _setting((), _strings)
+    """Log files or directories to check for rotation."""
+    log_max_mb: float = _setting(100.0, _number(0.001, 10_000_000.0))
+    """Size (MiB) above which a log file is reported as not rotated."""
+    log_max_age_days: float = _setting(30.0, _number(0.001, 36_500.0))
+    """Age (days) above which a log file is reported as stale."""
+    log_max_rotated: int = _setting(10, _integer(0, 100_000))
+    """Rotated log files above which the log check degrades."""
+    dependencies: Mapping[str, str] = _setting({}, _dependencies)
+    """Workflow dependencies to probe, name -> `tcp://host:port` or `http(s)://...` (shown with passwords hidden)."""
+    critical_dependencies: tuple[str, ...] = _setting((), _strings)
+    """Names from `dependencies` whose failure makes the agent unhealthy (not ready)."""
+    baseline_path: str = _setting(".rfobs/baseline.json", _string)
+    """JSON file of operation latency baselines (written by `rfobs health baseline save`)."""
+    degradation_factor: float = _setting(1.5, _above(1.0, 1000.0))
+    """Recent p95 latency over baseline p95 above which an operation counts as degraded."""
+    gpu: bool = _setting(False, _boolean)
+    """Check GPUs through NVML (`pip install 'rfobs[gpu]'`); skipped where no NVML is present."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All rfobs settings, validated. Build with `rfobs.load_config()`; never mutated."""
 
@@ -306,6 +427,7 @@ class Settings:
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     sdk: SdkSettings = field(default_factory=SdkSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
     """Where each non-default value came from, by dotted key."""
 
@@ -330,5 +452,23 @@ GROUPS: Final[Mapping[str, type[Any]]] = MappingProxyType(
         "otlp": OtlpSettings,
         "logging": LoggingSettings,
         "sdk": SdkSettings,
+        "health": HealthSettings,
     }
 )
+
+
+BUILT_IN_CHECKS: Final = ("cpu", "memory", "disk", "process", "git", "env_files", "log_rotation", "performance", "gpu")
+"""Names of the built-in health checks; a dependency's check is named after the dependency, so these are taken."""
+
+
+def check_relations(groups: Mapping[str, Any]) -> list[tuple[str, object, str]]:
+    """Rules between settings, over the built groups: `(key, value, allowed)` for each one broken."""
+    health = cast(HealthSettings, groups["health"])
+    broken: list[tuple[str, object, str]] = []
+    if taken := [name for name in health.dependencies if name in BUILT_IN_CHECKS]:
+        allowed = f"dependency names other than the built-in checks' ({', '.join(BUILT_IN_CHECKS)})"
+        broken.append(("health.dependencies", {name: health.dependencies[name] for name in taken}, allowed))
+    if unknown := [name for name in health.critical_dependencies if name not in health.dependencies]:
+        known = ", ".join(health.dependencies) or "none are set"
+        broken.append(("health.critical_dependencies", unknown, f"names from health.dependencies ({known})"))
+    return broken

@@ -1,4 +1,4 @@
-"""The `rfobs` command: `demo`, `traces`, `config show` and `config validate`."""
+"""The `rfobs` command: `demo`, `traces`, `config show`, `config validate`, `health` and `health baseline save`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from rfobs.health import HealthChecker, HealthReport
+    from rfobs.health.baseline import Baseline
+
+__all__ = ["health_table", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +56,42 @@ def _parser() -> argparse.ArgumentParser:
     validate = config_commands.add_parser("validate", help="exit 0 if the settings are valid, 1 listing problems")
     validate.add_argument("--env", default=None)
     validate.set_defaults(run=_config_validate)
+
+    health = commands.add_parser(
+        "health",
+        help="run the health checks: exit 0 healthy, 1 unhealthy, 2 degraded under --strict",
+        description="Run the health checks the settings describe, print a table (or JSON) and exit 0 when "
+        "healthy, 1 when unhealthy (a critical check failed; with --check, any selected check failed), "
+        "2 when degraded under --strict (0 without). Usable as a Docker HEALTHCHECK or Kubernetes exec probe.",
+    )
+    health.add_argument("--env", default=None, help="settings environment (default: RFOBS_ENV or development)")
+    health.add_argument("--json", action="store_true", help="print the report as JSON")
+    health.add_argument("--strict", action="store_true", help="exit 2 when degraded (default: 0)")
+    health.add_argument("--check", action="append", metavar="NAME", help="run only this check (repeatable)")
+    health.set_defaults(run=_health)
+    health_commands = health.add_subparsers(metavar="ACTION")
+    baseline = health_commands.add_parser("baseline", help="latency baselines for degradation detection")
+    baseline_commands = baseline.add_subparsers(metavar="ACTION", required=True)
+    save = baseline_commands.add_parser(
+        "save",
+        help="save recorded latencies as the baseline (health.baseline_path)",
+        description="Save a latency baseline (p50/p95 per operation) to health.baseline_path. A command-line "
+        "process has recorded no timings of its own, so they come from the agent's trace file (--from-traces: "
+        "every span's duration, by span name) or from a JSON file (--from: an object mapping each operation "
+        'to a list of durations in seconds, e.g. {"researcher.plan": [0.21, 0.25]}, or a saved baseline).',
+    )
+    source = save.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="timings", metavar="FILE.json", help="recorded timings, or a baseline file")
+    source.add_argument(
+        "--from-traces",
+        dest="traces",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="span durations from a trace file (default: tracing.file_path)",
+    )
+    save.add_argument("--env", default=None, help="settings environment (default: RFOBS_ENV or development)")
+    save.set_defaults(run=_health_baseline_save)
     return parser
 
 
@@ -100,6 +141,151 @@ def _config_validate(args: argparse.Namespace) -> int:
         return 1
     print(f"settings are valid (environment: {settings.env})")
     return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rfobs._secrets import scrub_text
+    from rfobs.config import load_config
+    from rfobs.exceptions import ConfigError
+    from rfobs.health import Status
+    from rfobs.health.setup import build_health_checker
+
+    try:
+        checker = build_health_checker(load_config(args.env))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    names: list[str] = args.check or []
+    known = [check.name for check in checker.checks]
+    if unknown := [name for name in names if name not in known]:
+        print(f"rfobs health: no check named {unknown[0]!r}; the checks are: {', '.join(known)}", file=sys.stderr)
+        return 1
+    report = asyncio.run(_run_checks(checker, names))
+    if args.json:
+        data = report.to_dict()
+        for check in data["checks"]:
+            check["message"] = scrub_text(check["message"])
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(health_table(report))
+    if report.status is Status.UNHEALTHY:
+        return 1
+    return 2 if report.status is Status.DEGRADED and args.strict else 0
+
+
+async def _run_checks(checker: HealthChecker, names: Sequence[str]) -> HealthReport:
+    """All checks (overall status as the endpoints judge it), or the named ones judged by the worst of them."""
+    import asyncio
+    import time
+
+    from rfobs.health import HealthReport, Status
+
+    if not names:
+        return await checker.check_all()
+    started = time.perf_counter()
+    results = tuple(await asyncio.gather(*(checker.check(name) for name in names)))
+    statuses = {result.status for result in results}
+    worst = next((s for s in (Status.UNHEALTHY, Status.DEGRADED) if s in statuses), Status.HEALTHY)
+    return HealthReport(worst, results, time.perf_counter() - started)
+
+
+def health_table(report: HealthReport) -> str:
+    """`report` as the fixed-width, colourless table `rfobs health` prints (one line per check, then a summary)."""
+    from rfobs._secrets import scrub_text
+
+    rows = [("CHECK", "STATUS", "CRITICAL", "DURATION", "MESSAGE")]
+    for result in report.checks:
+        message = scrub_text(" ".join(result.message.split()))
+        critical = "yes" if result.critical else "no"
+        rows.append((result.name, result.status.value, critical, f"{result.duration:.3f}s", message))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    w0, w1, w2, w3 = widths
+    lines = [
+        f"{name:<{w0}}  {status:<{w1}}  {critical:<{w2}}  {duration:>{w3}}  {message}".rstrip()
+        for name, status, critical, duration, message in rows
+    ]
+    count = len(report.checks)
+    ready = "yes" if report.ready else "no"
+    lines.append(
+        f"overall: {report.status.value} (ready: {ready}; {count} check{'s' if count != 1 else ''} "
+        f"in {report.duration:.3f}s)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _health_baseline_save(args: argparse.Namespace) -> int:
+    from rfobs.config import load_config
+    from rfobs.exceptions import ConfigError
+    from rfobs.health.baseline import Baseline
+
+    try:
+        settings = load_config(args.env)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    try:
+        if args.traces is not None:
+            from rfobs.traceview import load_spans
+
+            source = args.traces or settings.tracing.file_path
+            baseline = Baseline()
+            baseline.record_spans(load_spans(source))
+        else:
+            source = args.timings
+            baseline = _read_timings(source)
+    except (OSError, ValueError) as error:
+        print(f"rfobs health baseline save: {error}", file=sys.stderr)
+        return 1
+    snapshot = baseline.snapshot()
+    if not snapshot:
+        print(f"rfobs health baseline save: no timings in {source}", file=sys.stderr)
+        return 1
+    path = settings.health.baseline_path
+    try:
+        baseline.save(path)
+    except OSError as error:
+        print(f"rfobs health baseline save: cannot write {path} ({error.strerror or error})", file=sys.stderr)
+        return 1
+    width = max(len("OPERATION"), *(len(operation) for operation in snapshot))
+    print(f"{'OPERATION':<{width}}  {'COUNT':>7}  {'P50':>9}  {'P95':>9}")
+    for operation, figures in snapshot.items():
+        p50, p95 = f"{figures['p50']:.4f}s", f"{figures['p95']:.4f}s"
+        print(f"{operation:<{width}}  {figures['count']:>7}  {p50:>9}  {p95:>9}")
+    print(f"saved the baseline of {len(snapshot)} operations to {path}")
+    return 0
+
+
+def _read_timings(source: str) -> Baseline:
+    """A `Baseline` from `{operation: [seconds, ...]}` or a saved baseline file; ValueError says what is wrong."""
+    import math
+
+    from rfobs.health.baseline import Baseline
+
+    allowed = 'an object mapping operation names to lists of seconds, e.g. {"researcher.plan": [0.21, 0.25]}'
+    with open(source, encoding="utf-8") as file:
+        try:
+            data: object = json.load(file)
+        except ValueError as error:
+            raise ValueError(f"{source} is not JSON ({error})") from None
+    if isinstance(data, dict) and "operations" in data:
+        return Baseline.load(source)
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected {allowed}")
+    timings = cast("dict[str, object]", data)
+    longest = max((len(cast("list[object]", v)) for v in timings.values() if isinstance(v, list)), default=0)
+    baseline = Baseline(max(1000, longest))  # keep every timing given
+    for operation, durations in timings.items():
+        values = cast("list[object]", durations) if isinstance(durations, list) else []
+        if not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
+        ):
+            raise ValueError(f"{source}: {operation!r} is not a list of durations; expected {allowed}")
+        for value in values:
+            baseline.record(operation, float(cast(float, value)))
+    return baseline
 
 
 def _traces(args: argparse.Namespace) -> int:

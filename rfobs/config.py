@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from rfobs._secrets import REDACTED, Secret, is_secret_key, redact, redact_url
-from rfobs._settings_model import ENVIRONMENTS, GROUPS, Invalid, Settings
+from rfobs._settings_model import ENVIRONMENTS, GROUPS, Invalid, Settings, check_relations
 from rfobs.exceptions import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
@@ -104,9 +104,15 @@ def load_config(
 
     values, check_problems = _check(layers)
     problems.extend(check_problems)
+    # Rules between settings are checked too, in the groups whose values all parsed (a bad value's default
+    # stand-in would only add a confusing second message).
+    groups = {name: cls(**values.get(name, {})) for name, cls in GROUPS.items()}
+    failed = {problem.key.partition(".")[0] for problem in problems}
+    for key, value, allowed in check_relations(groups):
+        if key.partition(".")[0] not in failed:
+            problems.append(ConfigProblem(key, _display(key, value), allowed, layers.sources.get(key, "default")))
     if problems:
         raise ConfigError(problems)
-    groups = {name: cls(**values.get(name, {})) for name, cls in GROUPS.items()}
     layers.sources["env"] = env_source
     return Settings(env=env_name, sources=MappingProxyType(dict(layers.sources)), **groups)
 
@@ -393,9 +399,26 @@ def _display(key: str, value: Any) -> str:
         if isinstance(value, Mapping):
             return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in cast("Mapping[object, Any]", value)) + "}"
         return repr(REDACTED)  # headers of the wrong type may still hold a credential
+    if name == "dependencies":
+        return _display_urls(value)
     if isinstance(value, str) and "://" in value:
-        try:
-            return repr(redact_url(value))
-        except ValueError:
-            return repr(REDACTED)  # unparsable, and may carry credentials
+        return repr(_shown_url(value))
     return repr(redact(value))
+
+
+def _display_urls(value: Any) -> str:
+    """A name -> URL table (a mapping or 'name=url,...'), each URL with its password hidden."""
+    if isinstance(value, str):
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        value = {name.strip(): url.strip() if sep else REDACTED for name, sep, url in pairs}
+    if not isinstance(value, Mapping):
+        return repr(REDACTED)  # of the wrong type, and may still hold a credential
+    items = cast("Mapping[object, object]", value).items()
+    return repr(redact({str(k): _shown_url(v) if isinstance(v, str) else REDACTED for k, v in items}))
+
+
+def _shown_url(url: str) -> str:
+    try:
+        return redact_url(url)
+    except ValueError:
+        return REDACTED  # unparsable, and may carry credentials

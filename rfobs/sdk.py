@@ -26,10 +26,12 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
+    from prometheus_client import CollectorRegistry
 
     from rfobs._processor import BoundedBatchLogProcessor, BoundedBatchSpanProcessor
+    from rfobs.health.checker import HealthChecker
 
-__all__ = ["Telemetry", "get_settings", "init", "shutdown"]
+__all__ = ["Telemetry", "active_health_checker", "get_settings", "init", "shutdown"]
 
 _log = logging.getLogger("rfobs")
 _lock = threading.Lock()
@@ -50,6 +52,9 @@ class _Pipeline:
     logger_provider: LoggerProvider | None = None
     log_processor: BoundedBatchLogProcessor | None = None
     closers: list[Callable[[], None]] = field(default_factory=lambda: [])
+    health: HealthChecker | None = None
+    health_url: str | None = None
+    prometheus_registry: CollectorRegistry | None = None
 
 
 class Telemetry:
@@ -60,7 +65,12 @@ class Telemetry:
         tracer: rfobs's tracer on the installed provider.
         meter: rfobs's meter on the installed provider.
         metrics_url: Where Prometheus can scrape, or None when the endpoint is off or could not start.
+        prometheus_registry: The `prometheus_client` registry rfobs's metrics are exposed through (also when
+            its port could not be bound), for mounting `/metrics` in an agent's own web app; None when off.
         trace_file: The local trace file on the embedded default, else None.
+        health: The health checker built from `settings.health`, or None when `health.enabled` or the SDK
+            (`sdk.disabled`) is off.
+        health_url: Base URL of the health endpoints (`.../health`), or None when they are off or could not start.
         drops: Counts of spans, metric points and log records that could not be delivered (also published as
             the `telemetry.dropped` metric).
     """
@@ -75,7 +85,10 @@ class Telemetry:
         self.meter_provider = pipeline.meter_provider
         self.logger_provider = pipeline.logger_provider
         self.metrics_url = pipeline.metrics_url
+        self.prometheus_registry = pipeline.prometheus_registry
         self.drops = pipeline.drops
+        self.health = pipeline.health
+        self.health_url = pipeline.health_url
         self.trace_file = (
             settings.tracing.file_path if settings.trace_exporter == "file" and pipeline.tracer_provider else None
         )
@@ -115,7 +128,7 @@ class Telemetry:
                 _active = None
         atexit.unregister(self._exit_flush)
         deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
-        # Closing the /metrics server waits for its poll loop (up to 0.5 s): overlap it with the flushes.
+        # Closing the /metrics and health servers waits for their loops (up to 0.5 s): overlap it with the flushes.
         closing = _start(lambda: [close() for close in self._pipeline.closers])
         complete = True
         # The batch processors keep the deadline themselves and count what they abandon.
@@ -148,7 +161,7 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
             `group={"key": value}`.
 
     Returns:
-        The handle: `tracer`, `meter`, `force_flush()`, `shutdown(timeout=)`.
+        The handle: `tracer`, `meter`, `health`, `force_flush()`, `shutdown(timeout=)`.
 
     Raises:
         ConfigError: A setting is invalid (all problems are listed).
@@ -193,10 +206,21 @@ def shutdown(timeout: float | None = None) -> bool:
     return True if handle is None else handle.shutdown(timeout)
 
 
+def active() -> Telemetry | None:
+    """The handle of the active `init()`, or None before it (and after its shutdown)."""
+    return _active
+
+
 def active_settings() -> Settings | None:
     """The settings of the active `init()`, or None before it."""
     handle = _active
     return handle.settings if handle is not None else None
+
+
+def active_health_checker() -> HealthChecker | None:
+    """The health checker of the active `init()`, or None before it (or with `health.enabled` off)."""
+    handle = _active
+    return handle.health if handle is not None else None
 
 
 def get_settings() -> Settings:
@@ -229,6 +253,8 @@ def _build(settings: Settings) -> Telemetry:
         _add_tracer_provider(settings, resource, pipeline)
     if settings.otlp.endpoint and settings.logging.otlp_export:
         _add_logger_provider(settings, resource, pipeline)
+    if settings.health.enabled:
+        _add_health(settings, pipeline)
     return Telemetry(settings, pipeline)
 
 
@@ -343,6 +369,7 @@ def _prometheus_reader(settings: Settings, pipeline: _Pipeline) -> MetricReader:
     # A registry of our own: prometheus_client's global one would show a second init()'s series twice.
     registry = CollectorRegistry(auto_describe=True)
     reader = PrometheusMetricReader(registry=registry)
+    pipeline.prometheus_registry = registry
     host, port = settings.metrics.prometheus_host, settings.metrics.prometheus_port
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
@@ -365,6 +392,31 @@ def _prometheus_reader(settings: Settings, pipeline: _Pipeline) -> MetricReader:
     shown_host = f"[{host}]" if ":" in host else host
     pipeline.metrics_url = f"http://{shown_host}:{server.server_port}/metrics"
     return reader
+
+
+def _add_health(settings: Settings, pipeline: _Pipeline) -> None:
+    from rfobs.health.setup import build_health_checker
+
+    pipeline.health = checker = build_health_checker(settings)
+    if not settings.health.server_enabled:
+        return
+    from rfobs.health.server import HealthServer
+
+    host, port = settings.health.host, settings.health.port
+    server = HealthServer(checker, host=host, port=port, live_process=settings.health.live_process)
+    try:
+        pipeline.health_url = server.start()
+    except OSError as error:
+        reason = error.__cause__ if isinstance(error.__cause__, OSError) else error
+        warnings.warn(
+            f"rfobs: cannot serve /health on {host}:{port} ({reason.strerror or reason}); set health.port "
+            "(RFOBS_HEALTH__PORT) to a free port, or 0 for any. handle.health still runs the checks; "
+            "telemetry is unaffected.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return
+    pipeline.closers.append(lambda: server.stop(timeout=min(2.0, settings.sdk.shutdown_timeout)))
 
 
 def _add_logger_provider(settings: Settings, resource: Resource, pipeline: _Pipeline) -> None:

@@ -44,7 +44,7 @@ def settings_table() -> str:
             default = getattr(instance, field.name)
             shown = "{}" if isinstance(default, dict) or type(default).__name__ == "mappingproxy" else repr(default)
             variable = f"RFOBS_{group.upper()}__{field.name.upper()}"
-            meaning = docs[f"{cls.__name__}.{field.name}"].replace("|", "\\|")
+            meaning = " ".join(docs[f"{cls.__name__}.{field.name}"].split()).replace("|", "\\|")
             rows.append(f"| `{group}.{field.name}` | `{variable}` | `{shown}` | {meaning} |")
     return "\n".join(rows)
 

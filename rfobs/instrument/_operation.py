@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from rfobs._guard import internal_error
+from rfobs._latency import default_recent
 from rfobs._secrets import scrub_text
 from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
@@ -137,6 +138,7 @@ class Call:
                     ok = operation.on_result(result, span, self._instruments, elapsed)
                 if operation.capture_output is not None and span.is_recording():
                     span.set_attribute(t.RFOBS_OUTPUT, operation.capture_output(result))
+            default_recent().record(operation.span_name, elapsed)  # the health check's degradation input
             counts, histogram = operation.metrics(self._instruments)
             if ok:
                 counts.add(operation.success_labels)

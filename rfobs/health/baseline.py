@@ -1,0 +1,104 @@
+"""Performance baselines and degradation detection: `PerformanceCheck` compares recent latencies with saved ones.
+
+`Baseline` keeps the last `window` latencies of each operation; `default_recent()` is the process-wide one the SDK's
+own task and API-call timings feed. `Baseline.save` snapshots a baseline to a JSON file, and `PerformanceCheck`
+degrades when an operation's recent p95 exceeds the saved p95 by more than a factor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import cast
+
+from rfobs._latency import Baseline, Percentiles, default_recent
+from rfobs._secrets import scrub_text
+from rfobs.health import _check_base as b
+from rfobs.health._model import CheckResult, Status, Value
+
+__all__ = ["Baseline", "Percentiles", "PerformanceCheck", "default_recent"]
+
+
+class PerformanceCheck(b.BaseCheck):
+    """Degraded when an operation's recent p95 latency exceeds its saved baseline p95 by more than `factor`.
+
+    Only operations with at least `min_samples` samples both recently and in the baseline are compared. Healthy
+    (and says so) while no baseline file exists; unhealthy when the file cannot be read. The file is re-read only
+    when it changes.
+
+    Args:
+        baseline_path: The JSON file written by `Baseline.save` (or `rfobs health baseline save`).
+        recent: The recent timings, usually `default_recent()`.
+        factor: How many times the baseline p95 the recent p95 may reach (>= 1).
+        min_samples: Fewest samples an operation needs, on both sides, to be compared.
+        name: The check's name.
+        critical: Whether failing makes the whole report unhealthy.
+    """
+
+    def __init__(
+        self,
+        baseline_path: b.PathArg,
+        recent: Baseline,
+        *,
+        factor: float = 1.5,
+        min_samples: int = 20,
+        name: str = "performance",
+        critical: bool = False,
+    ) -> None:
+        super().__init__(name, critical)
+        owner = "PerformanceCheck"
+        self.baseline_path = b.path(owner, "baseline_path", baseline_path)
+        if not isinstance(cast(object, recent), Baseline):
+            raise b.bad(owner, "recent", recent, "a Baseline, e.g. default_recent()")
+        self.recent = recent
+        self.factor = b.number(owner, "factor", factor, 1)
+        self.min_samples = b.integer(owner, "min_samples", min_samples, 1)
+        self._loaded: tuple[tuple[int, int], dict[str, Percentiles]] | None = None
+
+    async def run(self) -> CheckResult:
+        """Compare the recent timings with the saved baseline, and judge."""
+        started = time.perf_counter()
+        try:
+            saved = await asyncio.to_thread(self._saved)
+        except (OSError, ValueError) as error:
+            reason = scrub_text(str(error) or type(error).__name__)
+            return self._result(Status.UNHEALTHY, f"cannot read the baseline: {reason}", {}, started)
+        if saved is None:
+            message = f"no baseline at {self.baseline_path} yet; save one with `rfobs health baseline save`"
+            return self._result(Status.HEALTHY, message, {"operations_compared": 0}, started)
+        compared: list[tuple[str, float, float]] = []
+        for operation, now in self.recent.snapshot().items():
+            before = saved.get(operation)
+            if before is not None and min(now["count"], before["count"]) >= self.min_samples:
+                compared.append((operation, now["p95"], before["p95"]))
+        slower = [(op, now, before) for op, now, before in compared if now > before * self.factor]
+        ratios = [now / before for _, now, before in compared if before > 0]
+        values: dict[str, Value] = {
+            "operations_compared": len(compared),
+            "operations_slower": len(slower),
+            "worst_ratio": round(max(ratios, default=0.0), 3),
+        }
+        if slower:
+            details = [f"{op} p95 {now:.3f}s vs {before:.3f}s ({_ratio(now, before)})" for op, now, before in slower]
+            message = f"slower than {self.factor:g}x the baseline p95: {b.names(details)}"
+            return self._result(Status.DEGRADED, message, values, started)
+        if not compared:
+            message = f"no operation has {self.min_samples} samples both recently and in the baseline"
+            return self._result(Status.HEALTHY, message, values, started)
+        message = f"{len(compared)} operation(s) within {self.factor:g}x the baseline p95"
+        return self._result(Status.HEALTHY, message, values, started)
+
+    def _saved(self) -> dict[str, Percentiles] | None:
+        try:
+            stat = os.stat(self.baseline_path)
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._loaded is None or self._loaded[0] != stamp:
+            self._loaded = (stamp, Baseline.load(self.baseline_path).snapshot())
+        return self._loaded[1]
+
+
+def _ratio(now: float, before: float) -> str:
+    return f"{now / before:.1f}x" if before > 0 else "baseline 0"

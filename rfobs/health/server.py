@@ -1,0 +1,278 @@
+"""`HealthServer`: `/health/live`, `/health/ready` and `/health` over HTTP/1.1, in a thread of its own.
+
+The server runs an asyncio event loop of its own in a daemon thread, so the agent's event loop never serves a
+probe and a probe never waits for the agent's loop; optionally a helper process answers `/health/live`. This
+module holds the routes (`respond`, shared with the ASGI app) and the life cycle; the thread's HTTP/1.1 side is
+`_http.py`, the wire format and the helper process are `_wire.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from rfobs import _guard
+from rfobs._secrets import scrub_text
+from rfobs.exceptions import ConfigError
+from rfobs.health._model import HealthReport, Status
+from rfobs.health._wire import ALIVE_BODY, LIVE
+from rfobs.health.checker import HealthChecker
+
+if TYPE_CHECKING:
+    from rfobs.health._http import Connection
+
+__all__ = ["HealthServer", "respond"]
+
+READY: Final = "/health/ready"
+HEALTH: Final = "/health"
+ROUTES: Final = (LIVE, READY, HEALTH)
+# Seconds a report may take beyond the checker's own per-check timeout before the endpoint gives up on it
+# (a check that ignores cancellation would otherwise hold the response).
+REPORT_MARGIN: Final = 1.0
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+NOT_FOUND_BODY: Final = _json({"error": "not found", "routes": list(ROUTES)})
+NOT_ALLOWED_BODY: Final = _json({"error": "method not allowed", "allowed": ["GET"]})
+INTERNAL_BODY: Final = _json({"status": "unhealthy", "error": "internal error while building the health report"})
+TIMED_OUT_BODY: Final = _json({"status": "unhealthy", "error": "the health report did not finish in time"})
+
+
+def report_body(report: HealthReport) -> bytes:
+    """The JSON of `report`, with every message and text value passed through the secret scrubber once more."""
+    data = report.to_dict()
+    for check in data["checks"]:
+        check["message"] = scrub_text(check["message"])
+        check["values"] = {k: scrub_text(v) if isinstance(v, str) else v for k, v in check["values"].items()}
+    return _json(data)
+
+
+def immediate(method: str, path: str) -> tuple[int, bytes] | None:
+    """The answer to a request that needs no health report, or None for `GET /health` and `GET /health/ready`."""
+    if path not in ROUTES:
+        return 404, NOT_FOUND_BODY
+    if method != "GET":
+        return 405, NOT_ALLOWED_BODY
+    if path == LIVE:
+        return 200, ALIVE_BODY
+    return None
+
+
+async def respond(checker: HealthChecker, method: str, path: str) -> tuple[int, bytes]:
+    """The status and JSON body for one request; shared by `HealthServer` and the ASGI app.
+
+    Never raises: a report that fails or outlasts `checker.timeout` + `REPORT_MARGIN` answers 503 with a
+    generic body (the details are in rfobs's log and its internal-error count, never in the response).
+    """
+    if (answer := immediate(method, path)) is not None:
+        return answer
+    # asyncio.wait, not wait_for: wait_for would wait for a cancellation the check may ignore.
+    running = asyncio.ensure_future(checker.report())
+    try:
+        done, _ = await asyncio.wait({running}, timeout=checker.timeout + REPORT_MARGIN)
+    finally:
+        running.cancel()  # no-op when done; otherwise the run is abandoned (timed out, or the server stops)
+    if not done or running.cancelled():
+        return 503, TIMED_OUT_BODY
+    try:
+        report = running.result()
+        body = report_body(report)
+    except asyncio.CancelledError:  # a run shared with a request that timed out
+        return 503, TIMED_OUT_BODY
+    except Exception:
+        _guard.internal_error("serving a health report")
+        return 503, INTERNAL_BODY
+    if path == READY:
+        return (200 if report.ready else 503), body
+    return (503 if report.status is Status.UNHEALTHY else 200), body
+
+
+class HealthServer:
+    """Serves `/health/live`, `/health/ready` and `/health` for `checker` from a daemon thread.
+
+    - `GET /health/live`: 200 `{"status":"alive"}` while the process runs; never runs a check.
+    - `GET /health/ready`: 200 when no critical check is unhealthy, else 503; the body is the report.
+    - `GET /health`: the full report; 503 only when the overall status is unhealthy (degraded answers 200).
+    - Any other path: 404; any other method: 405. Every body is JSON, sent with `Cache-Control: no-store`.
+
+    Reports come from `checker.report()`, so a probe storm within `checker.cache_ttl` runs the checks once.
+    The server runs an event loop of its own in its thread; checks run there, never on the agent's loop.
+    `start()` and `stop()` may be called from any thread, including from inside a running event loop.
+
+    The thread shares the GIL with the agent. While the agent's event loop keeps the GIL busy (CPU-bound work
+    in the loop), the thread gets it only now and then: probes are still answered, at anything from a few dozen
+    to a few thousand requests a second depending on scheduling. With `live_process=True` (POSIX), a small
+    helper process (standard library only) owns the listening socket instead: it answers `/health/live` itself,
+    at thousands of requests a second whatever the agent does, and forwards the other routes to the thread. It
+    exits when the server stops or the agent's process dies, so a live answer still means the agent is up. It
+    reuses `/health` and `/health/ready` answers for `cache_ttl` as well (a report it serves is at most twice
+    `cache_ttl` old), so a probe storm reaches the thread once per TTL.
+
+    Args:
+        checker: The checks to report.
+        host: The address to listen on (loopback by default; `0.0.0.0` exposes it to the network).
+        port: The port; 0 picks a free one (read it back from `port` or `url` after `start()`).
+        live_process: Answer `/health/live` from a helper process (see above).
+
+    Raises:
+        ConfigError: An argument of the wrong type or out of range.
+
+    Example:
+        >>> server = HealthServer(HealthChecker(), port=0)
+        >>> server.start()  # doctest: +SKIP
+        'http://127.0.0.1:40215'
+        >>> server.stop()
+    """
+
+    def __init__(
+        self, checker: HealthChecker, host: str = "127.0.0.1", port: int = 0, *, live_process: bool = False
+    ) -> None:
+        if not isinstance(checker, HealthChecker):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ConfigError(f"HealthServer(checker={checker!r}): expected a rfobs.health.HealthChecker")
+        if not isinstance(host, str) or not host:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ConfigError(f"HealthServer(host={host!r}): expected a host name or IP address, e.g. '127.0.0.1'")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ConfigError(f"HealthServer(port={port!r}): expected an integer from 0 to 65535 (0 picks a free port)")
+        if live_process and os.name != "posix":
+            raise ConfigError(f"HealthServer(live_process=True): needs a POSIX system, not {os.name!r}")
+        self.checker = checker
+        self.host = host
+        self.live_process = live_process
+        self._port = port
+        # Touched only by the server thread.
+        self.connections: dict[int, Connection] = {}
+        self.tasks: set[asyncio.Future[Any]] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._helper: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the chosen one after `start()` with port 0)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. `http://127.0.0.1:8081` (append `/health`, `/health/ready`, `/health/live`)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is listening (and its helper process runs, with `live_process`)."""
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and (self._helper is None or self._helper.poll() is None)
+
+    def start(self) -> str:
+        """Start listening (no-op when already running) and return `url`.
+
+        Raises:
+            OSError: The address cannot be listened on (port in use, unknown host), or the helper process
+                cannot start; the message names the address.
+        """
+        with self._lock:
+            if self._thread is not None:
+                return self.url
+            listener = self._listen(self.host, self._port)
+            self._port = listener.getsockname()[1]
+            if self.live_process:
+                # The helper takes the public socket; the thread serves it forwarded requests on loopback.
+                try:
+                    self._helper = self._spawn_helper(listener, internal := self._listen("127.0.0.1", 0))
+                finally:
+                    listener.close()
+                listener = internal
+            loop = asyncio.SelectorEventLoop()  # add_reader works on every platform with a selector loop
+            self._loop = loop
+            self._thread = threading.Thread(target=self._serve, args=(loop, listener), name="rfobs-health", daemon=True)
+            self._thread.start()
+            return self.url
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop listening, drop open connections and end the thread, waiting at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            loop, thread, helper = self._loop, self._thread, self._helper
+            self._loop = self._thread = self._helper = None
+        if helper is not None:
+            _end_helper(helper, timeout / 2)
+        if loop is None or thread is None:
+            return
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:  # the loop has already closed
+            return
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> HealthServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _listen(self, host: str, port: int) -> socket.socket:
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            listener = socket.create_server((host, port), family=family, backlog=1024)
+        except OSError as error:
+            raise OSError(
+                error.errno, f"rfobs health server cannot listen on {host}:{port}: {error.strerror}"
+            ) from error
+        listener.setblocking(False)
+        return listener
+
+    def _spawn_helper(self, listener: socket.socket, internal: socket.socket) -> subprocess.Popen[bytes]:
+        from rfobs.health import _wire
+
+        deadline = self.checker.timeout + REPORT_MARGIN + 1.0
+        command = [sys.executable, "-I", "-S", _wire.__file__, str(listener.fileno())]
+        command += [str(internal.getsockname()[1]), str(deadline), str(self.checker.cache_ttl)]
+        try:
+            # stdin stays open for the helper's life: it exits when it reads end of file.
+            return subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(listener.fileno(),))
+        except OSError as error:
+            internal.close()
+            raise OSError(error.errno, f"rfobs health server cannot start its /health/live helper: {error}") from error
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
+        from rfobs.health._http import accept_all
+
+        asyncio.set_event_loop(loop)
+        loop.add_reader(listener, accept_all, self, listener)
+        try:
+            loop.run_forever()
+        finally:
+            loop.remove_reader(listener)
+            listener.close()
+            for connection in list(self.connections.values()):
+                connection.close()
+            # Cancel what is left (reports in flight) and give it a moment; a check that ignores cancellation
+            # is abandoned with the loop, not waited for.
+            if pending := asyncio.all_tasks(loop):
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
+            loop.close()
+
+
+def _end_helper(helper: subprocess.Popen[bytes], timeout: float) -> None:
+    """Close the helper's stdin (it exits on end of file), then kill it if it has not exited within `timeout`."""
+    if helper.stdin is not None:
+        helper.stdin.close()
+    try:
+        helper.wait(timeout)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.wait(1.0)
