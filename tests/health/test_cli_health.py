@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,38 +14,10 @@ import pytest
 from rfobs.cli import health_table, main
 from rfobs.health import CheckResult, HealthReport, Status
 from rfobs.health.baseline import Baseline
+from tests.health.servers import closed_port
 from tests.test_traceview import make_provider
 
 CALM = "cpu_max_percent = 100\nmemory_max_percent = 100\ndisk_max_percent = 100\n"
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A real TCP server on 127.0.0.1 (accepts and closes); yields its port."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            connection.close()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(1)
-    server.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def settings(health: str = "", dependencies: dict[str, str] | None = None) -> None:

@@ -23,6 +23,7 @@ from rfobs.health import setup as health_setup
 from rfobs.health.checks import CpuCheck, DependencyCheck, DiskCheck, LogRotationCheck, ProcessCheck
 from rfobs.health.setup import build_health_checker, get_advanced_health_checker
 from rfobs.health.startup import validate_startup_environment
+from tests.health.servers import closed_port
 
 SECRET = "s3cr3t-password-value"
 QUIET: dict[str, Any] = {"metrics__prometheus_port": 0, "logging__enabled": False}
@@ -39,35 +40,6 @@ def _no_default_checker() -> Iterator[None]:
     health_setup._reset_for_tests()  # pyright: ignore[reportPrivateUsage]
     yield
     health_setup._reset_for_tests()  # pyright: ignore[reportPrivateUsage]
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A real TCP server on 127.0.0.1 (accepts and closes); yields its port."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            connection.close()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(1)
-    server.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- settings -----------------------------------------------------------------------------------------------------

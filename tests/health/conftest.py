@@ -1,0 +1,3 @@
+from tests.health.servers import listener
+
+__all__ = ["listener"]
