@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -367,8 +368,8 @@ class HealthSettings:
     """Build the health checker at `init()` (`handle.health`)."""
     server_enabled: bool = _setting(False, _boolean)
     """Serve `/health/live`, `/health/ready` and `/health` over HTTP."""
-    live_process: bool = _setting(False, _boolean)
-    """Answer `/health/live` from a helper process (POSIX): fast even while the agent holds the GIL."""
+    live_process: bool = _setting(os.name == "posix", _boolean)
+    """Serve the endpoints through a small helper process (POSIX): answered even while the agent holds the GIL."""
     host: str = _setting("127.0.0.1", _string)
     """Address the health endpoints bind to. Loopback by default; set 0.0.0.0 deliberately."""
     port: int = _setting(8081, _integer(0, 65535))
