@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
@@ -196,7 +196,25 @@ class BoundedBatcher(Generic[Item]):
             return False
 
 
-class BoundedBatchSpanProcessor(SpanProcessor):
+class _BatcherProcessor:
+    """The flush and shutdown side shared by the span and the log record processor."""
+
+    _batcher: BoundedBatcher[Any]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything queued so far; False if that did not finish within the timeout."""
+        return self._batcher.force_flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        """Shut down with a 30 s deadline (the SDK's default); `rfobs` calls `shutdown_before` instead."""
+        self._batcher.shutdown_before(time.monotonic() + 30.0)
+
+    def shutdown_before(self, deadline: float) -> bool:
+        """See `BoundedBatcher.shutdown_before`."""
+        return self._batcher.shutdown_before(deadline)
+
+
+class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
     """The span processor `rfobs.init()` installs: a `BoundedBatcher` of finished, sampled spans."""
 
     def __init__(
@@ -227,20 +245,8 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         if span.context is not None and span.context.trace_flags.sampled:
             self._batcher.add(span)
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued so far; False if that did not finish within the timeout."""
-        return self._batcher.force_flush(timeout_millis / 1000)
 
-    def shutdown(self) -> None:
-        """Shut down with a 30 s deadline (the SDK's default); `rfobs` calls `shutdown_before` instead."""
-        self._batcher.shutdown_before(time.monotonic() + 30.0)
-
-    def shutdown_before(self, deadline: float) -> bool:
-        """See `BoundedBatcher.shutdown_before`."""
-        return self._batcher.shutdown_before(deadline)
-
-
-class BoundedBatchLogProcessor(LogRecordProcessor):
+class BoundedBatchLogProcessor(_BatcherProcessor, LogRecordProcessor):
     """The log record processor `rfobs.init()` installs with an OTLP endpoint: a `BoundedBatcher` of records."""
 
     def __init__(self, exporter: LogRecordExporter, drops: DropCounter, *, max_queue_size: int = 2048) -> None:
@@ -263,15 +269,3 @@ class BoundedBatchLogProcessor(LogRecordProcessor):
                 limits=log_record.limits,
             )
         )
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued so far; False if that did not finish within the timeout."""
-        return self._batcher.force_flush(timeout_millis / 1000)
-
-    def shutdown(self) -> None:
-        """Shut down with a 30 s deadline; `rfobs` calls `shutdown_before` instead."""
-        self._batcher.shutdown_before(time.monotonic() + 30.0)
-
-    def shutdown_before(self, deadline: float) -> bool:
-        """See `BoundedBatcher.shutdown_before`."""
-        return self._batcher.shutdown_before(deadline)

@@ -409,10 +409,8 @@ class RetryPolicy:
         if self._fast:
             try:
                 result = func(*args, **kwargs)
-            except Exception as error:
+            except Exception as error:  # cancellation and exits pass through: not a call outcome, not counted
                 run = _Run(func, labels, self.limiter, error, start)
-            except BaseException:
-                raise  # cancellation or an exit: not a call outcome, not counted
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
                 if (instruments := t.current()) is not None:
@@ -450,10 +448,8 @@ class RetryPolicy:
         if self._fast:
             try:
                 result = await func(*args, **kwargs)
-            except Exception as error:
+            except Exception as error:  # cancellation and exits pass through: not a call outcome, not counted
                 run = _Run(func, labels, self.limiter, error, start)
-            except BaseException:
-                raise  # cancellation or an exit: not a call outcome, not counted
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
                 if (instruments := t.current()) is not None:
