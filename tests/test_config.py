@@ -158,8 +158,30 @@ BAD_OVERRIDES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+BAD_HEALTH: list[tuple[str, dict[str, Any], str]] = [  # the health group's own rules
+    ("health.port", {"health__port": 70000}, "an integer from 0 to 65535"),
+    ("health.cache_ttl", {"health__cache_ttl": -1}, "a number from 0 to 3600"),
+    ("health.check_timeout", {"health__check_timeout": 0}, "a number from 0.001 to 600"),
+    ("health.cpu_max_percent", {"health__cpu_max_percent": 150}, "a number from 0 to 100"),
+    ("health.disk_paths", {"health__disk_paths": 5}, "a list of non-empty strings or 'a,b,c'"),
+    ("health.disk_paths", {"health__disk_paths": ["/", ""]}, "a list of non-empty strings"),
+    ("health.env_files", {"health__env_files": "[.env"}, "a list of non-empty strings"),
+    ("health.max_open_files", {"health__max_open_files": 0}, "an integer from 1 to 10000000"),
+    ("health.degradation_factor", {"health__degradation_factor": 1}, "a number greater than 1 and at most 1000"),
+    ("health.enabled", {"health__enabled": "maybe"}, "true or false"),
+    ("health.dependencies", {"health__dependencies": "database"}, "a table of strings or 'key=value,key2=value2'"),
+    ("health.dependencies", {"health__dependencies": {"db": "localhost:5432"}}, "tcp://host:port, an http(s):// URL"),
+    ("health.dependencies", {"health__dependencies": {"db": f"redis://u:{SECRET}@cache"}}, "a host and port"),
+    ("health.dependencies", {"health__dependencies": {"9db": "tcp://db:5432"}}, "starting with a letter (not '9db')"),
+    ("health.dependencies", {"health__dependencies": {"cpu": "tcp://db:5432"}}, "other than the built-in checks'"),
+    ("health.critical_dependencies", {"health__critical_dependencies": "db"}, "names from health.dependencies (none"),
+]
+
+
 @pytest.mark.parametrize(
-    ("key", "overrides", "allowed"), BAD_OVERRIDES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(BAD_OVERRIDES)]
+    ("key", "overrides", "allowed"),
+    BAD_OVERRIDES + BAD_HEALTH,
+    ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(BAD_OVERRIDES + BAD_HEALTH)],
 )
 def test_bad_value_names_key_value_allowed_and_source(key: str, overrides: dict[str, Any], allowed: str) -> None:
     with pytest.raises(ConfigError) as caught:
