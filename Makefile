@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The end-to-end tests start real Prometheus and Redis servers (Debian packages) on 127.0.0.1.
+# The end-to-end tests start real Prometheus and Redis servers (Debian packages) on 127.0.0.1, and render the
+# load-test HTML report in headless Chromium.
 servers:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v redis-server >/dev/null || { \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v redis-server >/dev/null \
+		&& command -v chromium >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus redis-server; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			prometheus redis-server chromium; }
 
 demo: setup
 	$(BIN)/rfobs demo
@@ -41,9 +44,11 @@ typecheck: setup
 check: lint typecheck test
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/bench_shutdown.py
+	$(BIN)/python benchmarks/perf_harness.py
 
 clean:
 	rm -rf $(VENV) .rfobs .pytest_cache .ruff_cache .coverage

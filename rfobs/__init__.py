@@ -29,11 +29,15 @@ if TYPE_CHECKING:
     from rfobs.instrument.retry import RetryPolicy, retry, retry_api_call
     from rfobs.instrument.timeout import Timeout, timeout, timeout_after, timeout_api_call
     from rfobs.logs import setup_logging, setup_structured_logging
+    from rfobs.perf import LoadTestConfig, benchmark, load_test
     from rfobs.sdk import Telemetry, get_settings, init, shutdown
 
 _LAZY: dict[str, str] = {
     "Settings": "rfobs._settings_model",
     "load_config": "rfobs.config",
+    "LoadTestConfig": "rfobs.perf",
+    "benchmark": "rfobs.perf",
+    "load_test": "rfobs.perf",
     "HealthChecker": "rfobs.health",
     "get_advanced_health_checker": "rfobs.health.setup",
     "validate_startup_environment": "rfobs.health.startup",
@@ -63,6 +67,7 @@ __all__ = [
     "CircuitOpen",
     "ConfigError",
     "HealthChecker",
+    "LoadTestConfig",
     "RateLimited",
     "RateLimiter",
     "RetryPolicy",
@@ -73,12 +78,14 @@ __all__ = [
     "TimeoutExceeded",
     "__version__",
     "api_call",
+    "benchmark",
     "circuit_breaker",
     "get_advanced_health_checker",
     "get_settings",
     "init",
     "llm_call",
     "load_config",
+    "load_test",
     "rate_limit",
     "rate_limit_api_calls",
     "rate_limit_per_user",

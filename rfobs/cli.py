@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     save.add_argument("--env", default=None, help="settings environment (default: RFOBS_ENV or development)")
     save.set_defaults(run=_health_baseline_save)
+    from rfobs.perf.cli import add_bench_commands  # argparse only: the perf machinery loads when a command runs
+
+    add_bench_commands(commands)
     return parser
 
 

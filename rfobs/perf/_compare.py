@@ -1,0 +1,105 @@
+"""`compare`: judge a benchmark or load-test result against a baseline result and flag regressions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from rfobs.exceptions import ConfigError
+
+__all__ = ["Comparison", "Delta", "compare"]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One compared figure: its values, the relative change, and whether that change is a regression."""
+
+    metric: str
+    baseline: float
+    current: float
+    change: float
+    """(current - baseline) / baseline; +inf when the baseline is 0 and the current value is not."""
+    regressed: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The figures compared and the threshold used; `regressed` is true when any of them got worse."""
+
+    threshold: float
+    deltas: tuple[Delta, ...]
+
+    @property
+    def regressed(self) -> bool:
+        """Whether any figure got worse by more than the threshold."""
+        return any(delta.regressed for delta in self.deltas)
+
+    def text(self) -> str:
+        """An aligned table: metric, baseline, current, change, and REGRESSED where it applies."""
+        width = max((len(delta.metric) for delta in self.deltas), default=6)
+        lines = [f"{'metric'.ljust(width)}  {'baseline':>12}  {'current':>12}  {'change':>8}"]
+        for delta in self.deltas:
+            flag = "  REGRESSED" if delta.regressed else ""
+            change = f"{delta.change:+.1%}" if math.isfinite(delta.change) else "new"
+            lines.append(
+                f"{delta.metric.ljust(width)}  {delta.baseline:>12.6g}  {delta.current:>12.6g}  {change:>8}{flag}"
+            )
+        verdict = "regression" if self.regressed else "no regression"
+        lines.append(f"{verdict} (threshold {self.threshold:.0%})")
+        return "\n".join(lines)
+
+
+def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], threshold: float = 0.1) -> Comparison:
+    """Compare two results' `to_dict()` forms (both benchmarks or both load tests).
+
+    A regression is mean, p95 or p99 latency up by more than `threshold` (relative), throughput down by more
+    than `threshold`, or the error rate up by more than `threshold` relative to the baseline's (and by at least
+    0.1 percentage point, so noise around zero does not count).
+
+    Args:
+        baseline: The reference result.
+        current: The result to judge.
+        threshold: Allowed relative worsening (0.1 is 10%), >= 0.
+
+    Returns:
+        The `Comparison`.
+
+    Raises:
+        ConfigError: `threshold` is negative or not finite, or the two results are of different kinds.
+    """
+    value = cast(object, threshold)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ConfigError(f"compare(threshold={threshold!r}): expected a finite number >= 0")
+    kind = baseline.get("kind")
+    if kind not in ("benchmark", "load_test") or current.get("kind") != kind:
+        raise ConfigError(
+            f"compare(): expected two results of the same kind ('benchmark' or 'load_test'), "
+            f"got {kind!r} and {current.get('kind')!r}"
+        )
+    deltas: list[Delta] = []
+    for key in ("mean", "p95", "p99"):
+        deltas.append(_delta(f"latency {key} (s)", baseline["latency_s"][key], current["latency_s"][key], threshold))
+    rate_key = "ops_per_s" if kind == "benchmark" else "throughput_rps"
+    before, after = float(baseline[rate_key]), float(current[rate_key])
+    deltas.append(_delta("throughput (/s)", before, after, threshold, higher_is_worse=False))
+    before_rate, after_rate = _error_rate(baseline), _error_rate(current)
+    error_delta = _delta("error rate", before_rate, after_rate, threshold)
+    if error_delta.regressed and after_rate - before_rate < 0.001:
+        error_delta = Delta(error_delta.metric, before_rate, after_rate, error_delta.change, False)
+    deltas.append(error_delta)
+    return Comparison(float(threshold), tuple(deltas))
+
+
+def _error_rate(result: Mapping[str, Any]) -> float:
+    if "error_rate" in result:
+        return float(result["error_rate"])
+    return float(result["errors"]) / max(int(result["iterations"]), 1)
+
+
+def _delta(metric: str, before: float, after: float, threshold: float, *, higher_is_worse: bool = True) -> Delta:
+    before, after = float(before), float(after)
+    change = (after - before) / before if before else (0.0 if after == 0 else math.inf)
+    worse = change if higher_is_worse else -change
+    return Delta(metric, before, after, change, worse > threshold)

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from rfobs import ConfigError
+from rfobs.perf._html import render_html
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACT = REPO_ROOT / "test-artifacts" / "perf-report.png"
+CHROMIUM_HINT = "apt-get install -y --no-install-recommends chromium"
+LOAD_CHARTS = ("chart-latency", "chart-throughput", "chart-errors", "chart-resources")
+SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+
+
+def load_test_report() -> dict[str, Any]:
+    series = [
+        {"second": s, "requests": 1000 + 10 * s, "rps": 1000.0 + 10 * s, "p95_s": 0.010 + 0.001 * s, "errors": s % 3}
+        for s in range(12)
+    ]
+    resources = [{"second": s / 2, "cpu_percent": 40.0 + s, "rss_bytes": 60 * 2**20 + s * 2**18} for s in range(24)]
+    return {
+        "kind": "load_test",
+        "name": "checkout <agent> & co",
+        "config": {"concurrent_users": 50, "total_requests": None, "duration": 12.0, "ramp_up": 2.0},
+        "requests": 12_660,
+        "errors": 11,
+        "error_rate": 11 / 12_660,
+        "errors_by_type": {"TimeoutError": 4, "<script>alert(1)</script>": 7},
+        "timeouts": 4,
+        "duration_s": 12.0,
+        "throughput_rps": 1055.0,
+        "latency_s": {"min": 0.001, "mean": 0.012, "p50": 0.011, "p90": 0.018, "p95": 0.02, "p99": 0.03, "max": 0.25},
+        "series": series,
+        "resources": resources,
+    }
+
+
+def benchmark_report() -> dict[str, Any]:
+    return {
+        "kind": "benchmark",
+        "name": "tool_call",
+        "iterations": 10_000,
+        "ops_per_s": 250_000.0,
+        "latency_s": {"mean": 4e-6, "stdev": 1e-6, "p50": 3.8e-6, "p90": 5e-6, "p95": 6e-6, "p99": 9e-6, "max": 4e-5},
+        "errors": 0,
+        "cpu_percent": 99.5,
+        "rss_bytes": 80 * 2**20,
+    }
+
+
+def chart_svg_count(page: str, chart_id: str) -> int:
+    match = re.search(rf'<div class="chart" id="{chart_id}">(.*?)</div>', page, re.DOTALL)
+    assert match is not None, chart_id
+    return len(re.findall(r"<svg\b", match.group(1)))
+
+
+def test_load_test_report_has_title_summary_and_one_inline_svg_per_chart() -> None:
+    page = render_html(load_test_report())
+
+    assert page.startswith("<!DOCTYPE html>\n")
+    assert "<title>rfobs load test: checkout &lt;agent&gt; &amp; co</title>" in page
+    assert re.findall(r"<h2>(.*?)</h2>", page) == [
+        "Configuration",
+        "Errors by type",
+        "Latency p95 per second",
+        "Throughput per second",
+        "Errors per second",
+        "Process CPU and memory",
+    ]
+    assert [chart_svg_count(page, chart) for chart in LOAD_CHARTS] == [1, 1, 1, 1]
+    assert '<tr><td>Requests</td><td class="num">12,660</td></tr>' in page
+    assert '<tr><td>Latency p99</td><td class="num">30 ms</td></tr>' in page
+    assert '<tr><td>Throughput</td><td class="num">1,055.0 req/s</td></tr>' in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script" not in page
+
+
+def test_report_references_nothing_outside_the_page() -> None:
+    page = render_html(load_test_report())
+
+    assert set(re.findall(r"https?://[^\"'\s)<>]+", page)) <= SVG_NAMESPACES
+    assert re.findall(r"<(?:link|script|img|iframe)\b", page) == []
+    assert "@import" not in page
+    assert "url(http" not in page
+
+
+def test_rendering_the_same_report_twice_gives_the_same_page() -> None:
+    assert render_html(load_test_report()) == render_html(load_test_report())
+
+
+def test_benchmark_report_has_a_latency_bar_chart_only() -> None:
+    page = render_html(benchmark_report())
+
+    assert "<title>rfobs benchmark: tool_call</title>" in page
+    assert re.findall(r'id="(chart-[a-z]+)"', page) == ["chart-latency"]
+    assert chart_svg_count(page, "chart-latency") == 1
+    assert '<tr><td>Latency mean</td><td class="num">4 µs</td></tr>' in page
+    assert '<tr><td>RSS</td><td class="num">80.0 MiB</td></tr>' in page
+
+
+def test_empty_series_still_draws_every_chart() -> None:
+    report: dict[str, Any] = {**load_test_report(), "series": [], "resources": [], "errors_by_type": {}}
+
+    page = render_html(report)
+
+    assert [chart_svg_count(page, chart) for chart in LOAD_CHARTS] == [1, 1, 1, 1]
+    assert "Errors by type" not in page
+
+
+def test_unknown_kind_is_rejected_with_the_allowed_kinds() -> None:
+    with pytest.raises(ConfigError, match=r"report\['kind'\] is 'soak'; allowed: 'benchmark', 'load_test'"):
+        render_html({"kind": "soak"})
+
+
+def test_missing_field_is_named() -> None:
+    report = load_test_report()
+    del report["series"]
+
+    with pytest.raises(ConfigError, match=r"report has no 'series' field"):
+        render_html(report)
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+    with pytest.raises(ImportError, match=r"pip install 'rfobs\[perf\]'"):
+        render_html(benchmark_report())
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail(f"headless Chromium is needed to check the HTML report: {CHROMIUM_HINT}")
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_report_renders_in_headless_chromium_with_every_chart(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(render_html(load_test_report()), encoding="utf-8")
+
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+
+    assert "<title>rfobs load test: checkout &lt;agent&gt; &amp; co</title>" in dom
+    assert [chart_svg_count(dom, chart) for chart in LOAD_CHARTS] == [1, 1, 1, 1]
+    # Each chart is drawn, not just an empty element: matplotlib emits one <path> per line, bar, tick and glyph.
+    for chart in LOAD_CHARTS:
+        match = re.search(rf'id="{chart}">(.*?)</div>', dom, re.DOTALL)
+        assert match is not None
+        assert len(re.findall(r"<path\b", match.group(1))) > 20, chart
+
+
+def test_screenshot_of_the_report_shows_the_charts(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(render_html(load_test_report()), encoding="utf-8")
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.unlink(missing_ok=True)
+
+    chromium(tmp_path, f"--screenshot={ARTIFACT}", "--window-size=1200,2000", page.as_uri())
+
+    data = ARTIFACT.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 50_000  # a blank 1200x2000 page compresses to a few kilobytes
+    if importlib.util.find_spec("PIL") is not None:
+        from PIL import Image
+
+        with Image.open(ARTIFACT) as image:
+            assert image.size == (1200, 2000)
+            counted = image.convert("RGB").getcolors(maxcolors=1_000_000)
+            assert counted is not None
+            colours = cast("list[tuple[int, tuple[int, int, int]]]", counted)
+            # Text alone is greys; the chart lines add red, blue and green pixels.
+            assert any(r > 150 and g < 80 and b < 80 for _, (r, g, b) in colours)
+            assert any(b > 150 and r < 80 for _, (r, _g, b) in colours)
+            assert any(g > 120 and r < 80 and b < 80 for _, (r, g, b) in colours)
