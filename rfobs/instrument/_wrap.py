@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar, cast
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, set_span_in_context
 
-__all__ = ["Begin", "Call", "Policy", "wrap", "wrap_policy"]
+__all__ = ["Begin", "Call", "Policy", "is_coroutine_callable", "wrap", "wrap_policy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -49,12 +49,12 @@ def wrap(func: F, begin: Begin) -> F:
         return cast("F", _wrap_async_generator(func, begin))
     if inspect.isgeneratorfunction(func):
         return cast("F", _wrap_generator(func, begin))
-    if _is_coroutine_callable(func):
+    if is_coroutine_callable(func):
         return cast("F", _wrap_coroutine(func, begin))
     return cast("F", _wrap_plain(func, begin))
 
 
-def _is_coroutine_callable(func: Callable[..., Any]) -> bool:
+def is_coroutine_callable(func: Callable[..., Any]) -> bool:
     # inspect sees through functools.partial; an object whose __call__ is async counts too.
     if inspect.iscoroutinefunction(func):
         return True
@@ -249,7 +249,7 @@ def wrap_policy(func: F, policy: Policy, decorator: str) -> F:
             f"@{decorator} cannot wrap the generator function {name}: it would only cover creating the "
             "iterator; apply it to the function that produces each item instead"
         )
-    if _is_coroutine_callable(func):
+    if is_coroutine_callable(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import statistics
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any, cast
 
 from rfobs._latency import percentile
 from rfobs.exceptions import ConfigError
+from rfobs.instrument._wrap import is_coroutine_callable
 from rfobs.perf._results import BenchmarkResult
 
 __all__ = ["benchmark"]
@@ -72,7 +72,7 @@ def benchmark(
     overhead = _timer_overhead()
     process.cpu_percent(None)
     started = time.perf_counter()
-    if inspect.iscoroutinefunction(fn) or _async_call(fn):
+    if is_coroutine_callable(fn):
         results = _run_async(cast(Callable[[], Awaitable[object]], fn), iterations, warmup, concurrency, rounds)
     else:
         _sync_worker(fn, warmup, [], {})
@@ -82,11 +82,6 @@ def benchmark(
     return _summarise(
         name or getattr(fn, "__qualname__", repr(fn)), iterations, concurrency, results, overhead, cpu, rss
     )
-
-
-def _async_call(fn: object) -> bool:
-    # a callable object whose __call__ is a coroutine function (inspect misses it)
-    return inspect.iscoroutinefunction(type(fn).__call__) if not inspect.isroutine(fn) else False
 
 
 def _check(argument: str, value: int, minimum: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import random
 import time
@@ -13,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, cast
 
 from rfobs.exceptions import ConfigError
+from rfobs.instrument._wrap import is_coroutine_callable
 from rfobs.perf._http import HttpClient, HttpStatusError
 from rfobs.perf._results import HIGHEST_US, LatencyHistogram, LoadTestResult
 
@@ -228,9 +228,7 @@ def _requests(target: Target, users: int, executor: ThreadPoolExecutor) -> list[
     """One request callable per user: an HTTP client each for a URL, the function itself for a coroutine."""
     if isinstance(target, str):
         return [HttpClient(target).get for _ in range(users)]
-    if inspect.iscoroutinefunction(target) or (
-        not inspect.isroutine(target) and inspect.iscoroutinefunction(type(target).__call__)
-    ):
+    if is_coroutine_callable(target):
         return [cast(Callable[[], Awaitable[object]], target)] * users
 
     def in_thread() -> Awaitable[object]:
