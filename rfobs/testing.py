@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Capture",
+    "SequentialIds",
     "capture",
     "fast_waits",
     "fast_waits_enabled",
@@ -75,7 +76,7 @@ class Capture:
         with _without_environment_variable("OTEL_SDK_DISABLED"):
             self.tracer_provider: TracerProvider = TracerProvider(
                 resource=resource,
-                id_generator=_SequentialIds(),
+                id_generator=SequentialIds(),
                 sampler=ALWAYS_ON,
                 span_limits=limits,
                 shutdown_on_exit=False,
@@ -248,8 +249,8 @@ def _without_environment_variable(name: str) -> Generator[None]:
             os.environ[name] = saved
 
 
-class _SequentialIds(IdGenerator):
-    """Trace and span ids 1, 2, 3, ... so tests can state them."""
+class SequentialIds(IdGenerator):
+    """Trace and span ids 1, 2, 3, ... in creation order, so tests can state them (thread-safe)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -258,11 +259,13 @@ class _SequentialIds(IdGenerator):
         self._span = 0
 
     def generate_span_id(self) -> int:
+        """The next span id."""
         with self._lock:
             self._span += 1
             return self._span
 
     def generate_trace_id(self) -> int:
+        """The next trace id."""
         with self._lock:
             self._trace += 1
             return self._trace

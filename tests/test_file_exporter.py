@@ -20,33 +20,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from rfobs._file_exporter import OtlpJsonFileSpanExporter
 from rfobs._otlp_json import encode_otlp_json
+from rfobs.testing import SequentialIds
 
 T0 = 1_735_787_045_678_000_000  # 2025-01-02T03:04:05.678Z
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
-
-
-class IncrementingIdGenerator(IdGenerator):
-    """Trace and span ids 1, 2, 3, ... so that the output is deterministic."""
-
-    def __init__(self) -> None:
-        """Start both counters at zero."""
-        self.trace_id = 0
-        self.span_id = 0
-
-    def generate_trace_id(self) -> int:
-        """Return the next trace id."""
-        self.trace_id += 1
-        return self.trace_id
-
-    def generate_span_id(self) -> int:
-        """Return the next span id."""
-        self.span_id += 1
-        return self.span_id
 
 
 @pytest.fixture
@@ -59,7 +40,7 @@ def make_provider(exporter: OtlpJsonFileSpanExporter, memory: InMemorySpanExport
     """A provider with deterministic ids that exports each span to `exporter` (and `memory`) as it ends."""
     provider = TracerProvider(
         resource=Resource({"service.name": "research-agent", "service.version": "1.2.3"}),
-        id_generator=IncrementingIdGenerator(),
+        id_generator=SequentialIds(),
     )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     if memory is not None:
