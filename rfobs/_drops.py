@@ -32,6 +32,11 @@ class DropCounter:
         with self._lock:
             self._counts[signal, reason] = self._counts.get((signal, reason), 0) + count
 
+    def restart_after_fork(self) -> None:
+        """In a forked child: count from zero (the parent reports its own drops)."""
+        self._lock = threading.Lock()
+        self._counts = {}
+
     def get(self, signal: str, reason: str | None = None) -> int:
         """Dropped items of `signal`, for one reason or all of them."""
         with self._lock:

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from rfobs._otlp_json import encode_otlp_json
-from rfobs._processor import at_fork_in_child
+from rfobs._process import at_fork_in_child
 
 __all__ = ["OtlpJsonFileSpanExporter"]
 

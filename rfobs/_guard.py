@@ -8,6 +8,7 @@ exception goes on unchanged. `rfobs.testing`'s `capture` fixture fails a test th
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable
 
@@ -30,6 +31,15 @@ def internal_error(where: str) -> None:
         _logged.add(where)
     if first:
         _log.warning("rfobs internal error while %s; your code keeps running with less telemetry", where, exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    global _count, _lock
+    _lock = threading.Lock()
+    _count = 0  # the parent reports the failures it had before the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def count() -> int:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import collections
 import copy
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -27,22 +25,12 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from rfobs._drops import DropCounter
+from rfobs._process import at_fork_in_child
 
-__all__ = ["BoundedBatchLogProcessor", "BoundedBatchSpanProcessor", "BoundedBatcher", "at_fork_in_child"]
+__all__ = ["BoundedBatchLogProcessor", "BoundedBatchSpanProcessor", "BoundedBatcher"]
 
 _log = logging.getLogger("rfobs")
 Item = TypeVar("Item")
-
-
-def at_fork_in_child(method: Callable[[], None]) -> None:
-    """Run the bound `method` in a forked child while its object is alive (held weakly: nothing leaks)."""
-    reference = weakref.WeakMethod(method)
-
-    def after_in_child() -> None:
-        if (bound := reference()) is not None:
-            bound()
-
-    os.register_at_fork(after_in_child=after_in_child)
 
 
 class BoundedBatcher(Generic[Item]):
@@ -225,7 +213,12 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
         max_queue_size: int = 2048,
         max_export_batch_size: int = 512,
         schedule_delay: float = 1.0,
+        track_open: bool = False,
     ) -> None:
+        # Spans started and not yet ended, by span id, so that SIGTERM can end them (`track_open=True`).
+        self._open: dict[int, Span] | None = {} if track_open else None
+        if track_open:
+            at_fork_in_child(self._forget_open_spans)
         self._batcher: BoundedBatcher[ReadableSpan] = BoundedBatcher(
             lambda batch: exporter.export(batch) is SpanExportResult.SUCCESS,
             exporter.shutdown,
@@ -237,13 +230,38 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
         )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
+        """Remember the span while it is open, when tracking open spans."""
+        if (open_spans := self._open) is not None and span.context is not None:
+            open_spans[span.context.span_id] = span
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a finished, sampled span."""
+        if (open_spans := self._open) is not None and span.context is not None:
+            open_spans.pop(span.context.span_id, None)
         # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
         if span.context is not None and span.context.trace_flags.sampled:
             self._batcher.add(span)
+
+    def end_open_spans(self, reason: str) -> int:
+        """End every span still open (in any thread) as failed with `reason`; return how many were ended."""
+        from opentelemetry.trace import Status, StatusCode
+
+        open_spans = self._open
+        if open_spans is None:
+            return 0
+        spans = list(open_spans.values())
+        for span in spans:
+            if not span.is_recording():  # ended by its own thread meanwhile
+                continue
+            span.set_attribute("error.type", reason)
+            span.set_status(Status(StatusCode.ERROR, f"process terminated ({reason}) while the span was open"))
+            span.end()
+        return len(spans)
+
+    def _forget_open_spans(self) -> None:
+        # In a forked child the parent's open spans are the parent's to end.
+        if self._open is not None:
+            self._open.clear()
 
 
 class BoundedBatchLogProcessor(_BatcherProcessor, LogRecordProcessor):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rfobs import _process
 from rfobs._drops import DropCounter
 from rfobs._settings_model import Settings
 from rfobs.config import load_config
@@ -29,9 +30,10 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from rfobs._processor import BoundedBatchLogProcessor, BoundedBatchSpanProcessor
+    from rfobs._prometheus import MetricsEndpoint
     from rfobs.health.checker import HealthChecker
 
-__all__ = ["Telemetry", "active_health_checker", "get_settings", "init", "shutdown"]
+__all__ = ["Telemetry", "active_health_checker", "flush", "get_settings", "init", "shutdown"]
 
 _log = logging.getLogger("rfobs")
 _lock = threading.Lock()
@@ -48,10 +50,11 @@ class _Pipeline:
     tracer_provider: TracerProvider | None = None
     span_processor: BoundedBatchSpanProcessor | None = None
     meter_provider: MeterProvider | None = None
-    metrics_url: str | None = None
+    metrics_endpoint: MetricsEndpoint | None = None
     logger_provider: LoggerProvider | None = None
     log_processor: BoundedBatchLogProcessor | None = None
-    closers: list[Callable[[], None]] = field(default_factory=lambda: [])
+    # What shutdown() stops, each with what a forked child does instead (None: the child stops it too).
+    closers: list[tuple[Callable[[], None], Callable[[], None] | None]] = field(default_factory=lambda: [])
     health: HealthChecker | None = None
     health_url: str | None = None
     prometheus_registry: CollectorRegistry | None = None
@@ -84,7 +87,7 @@ class Telemetry:
         self.tracer_provider = pipeline.tracer_provider
         self.meter_provider = pipeline.meter_provider
         self.logger_provider = pipeline.logger_provider
-        self.metrics_url = pipeline.metrics_url
+        self.metrics_url = pipeline.metrics_endpoint.url if pipeline.metrics_endpoint is not None else None
         self.prometheus_registry = pipeline.prometheus_registry
         self.drops = pipeline.drops
         self.health = pipeline.health
@@ -96,8 +99,18 @@ class Telemetry:
         self.meter: Meter = (pipeline.meter_provider or metrics.get_meter_provider()).get_meter("rfobs", __version__)
         self._pipeline = pipeline
         self._shut = False
+        self._shut_down = threading.Event()
+        self._shutting_down_in: threading.Thread | None = None
+        self._sigterm_pending = False
         # Flush at interpreter exit unless shut down first; shutdown() unregisters this same bound method.
         atexit.register(self._exit_flush)
+        if pipeline.tracer_provider is None and pipeline.meter_provider is None:
+            return
+        _process.at_fork_in_child(self._after_fork_in_child)
+        if _process.is_multiprocessing_child():
+            _process.run_at_worker_exit(self)
+        if settings.sdk.handle_sigterm and pipeline.span_processor is not None:
+            _process.install_sigterm_handler(self._terminate)
 
     def force_flush(self, timeout: float | None = None) -> bool:
         """Export everything recorded so far. Returns False if that did not finish within `timeout` seconds."""
@@ -124,12 +137,13 @@ class Telemetry:
             if self._shut:
                 return True
             self._shut = True
+            self._shutting_down_in = threading.current_thread()
             if _active is self:
                 _active = None
         atexit.unregister(self._exit_flush)
         deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
         # Closing the /metrics and health servers waits for their loops (up to 0.5 s): overlap it with the flushes.
-        closing = _start(lambda: [close() for close in self._pipeline.closers])
+        closing = _start(lambda: [close() for close, _ in self._pipeline.closers])
         complete = True
         # The batch processors keep the deadline themselves and count what they abandon.
         for processor in (self._pipeline.span_processor, self._pipeline.log_processor):
@@ -143,10 +157,53 @@ class Telemetry:
         if self.logger_provider is not None:
             complete = _run_before(deadline, self.logger_provider.shutdown) and complete
         closing.join(max(0.0, deadline - time.monotonic()))
+        self._shut_down.set()
+        if self._sigterm_pending:
+            _process.die_by_sigterm()  # SIGTERM arrived while this thread was shutting down: it is time now
+        _process.uninstall_sigterm_handler()
         return complete
 
     def _exit_flush(self) -> None:
         self.shutdown()
+
+    def _terminate(self) -> bool:
+        """SIGTERM: end the spans still open as terminated and shut down within `sdk.shutdown_timeout`.
+
+        Returns:
+            True when the process may die now; False when the signal interrupted this thread's own shutdown
+            (a worker's exit flush, say), which then finishes and dies by SIGTERM itself.
+        """
+        if (processor := self._pipeline.span_processor) is not None:
+            processor.end_open_spans("SIGTERM")
+        with _lock:
+            in_progress = self._shut
+        if not in_progress:
+            self.shutdown()
+            return True
+        self._sigterm_pending = True
+        if self._shutting_down_in is threading.current_thread():
+            return False
+        self._shut_down.wait(self.settings.sdk.shutdown_timeout)
+        return True
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child keeps the pipeline but not the parent's data, servers or endpoints (see `_process`)."""
+        pipeline = self._pipeline
+        kept: list[tuple[Callable[[], None], Callable[[], None] | None]] = []
+        for close, release in pipeline.closers:
+            if release is None:
+                kept.append((close, release))
+            else:
+                release()
+        pipeline.closers = kept
+        self.health_url = None
+        pipeline.drops.restart_after_fork()
+        if self.meter_provider is not None:
+            _process.restart_meter_provider_after_fork(self.meter_provider)
+        if (endpoint := pipeline.metrics_endpoint) is not None:
+            pipeline.metrics_endpoint = _serve_metrics(self.settings, endpoint.registry, worker=True, pipeline=pipeline)
+            self.metrics_url = pipeline.metrics_endpoint.url if pipeline.metrics_endpoint is not None else None
+        _process.run_at_worker_exit_after_fork(self)
 
 
 def init(env: str | None = None, **overrides: Any) -> Telemetry:
@@ -206,6 +263,19 @@ def shutdown(timeout: float | None = None) -> bool:
     return True if handle is None else handle.shutdown(timeout)
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Export everything recorded so far, within `timeout` seconds (default `sdk.shutdown_timeout`).
+
+    Call it before a process ends without running `atexit` handlers, such as a forked child that leaves with
+    `os._exit()`. (multiprocessing workers and SIGTERM need no call: rfobs flushes them itself.)
+
+    Returns:
+        True when everything was exported in time, or there was nothing to export.
+    """
+    handle = _active
+    return True if handle is None else handle.force_flush(timeout)
+
+
 def active() -> Telemetry | None:
     """The handle of the active `init()`, or None before it (and after its shutdown)."""
     return _active
@@ -242,6 +312,7 @@ def _build(settings: Settings) -> Telemetry:
     pipeline = _Pipeline()
     if settings.sdk.disabled:
         return Telemetry(settings, pipeline)
+    _process.import_before_providers()
     if settings.logging.enabled:
         from rfobs.logs import setup_logging
 
@@ -330,6 +401,7 @@ def _add_tracer_provider(settings: Settings, resource: Resource, pipeline: _Pipe
             max_queue_size=tracing.max_queue_size,
             max_export_batch_size=tracing.max_export_batch_size,
             schedule_delay=tracing.schedule_delay,
+            track_open=settings.sdk.handle_sigterm,
         )
         provider.add_span_processor(pipeline.span_processor)
     _install(trace.set_tracer_provider, trace.get_tracer_provider, trace.ProxyTracerProvider, provider)
@@ -364,34 +436,41 @@ def _add_meter_provider(settings: Settings, resource: Resource, pipeline: _Pipel
 
 def _prometheus_reader(settings: Settings, pipeline: _Pipeline) -> MetricReader:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     # A registry of our own: prometheus_client's global one would show a second init()'s series twice.
     registry = CollectorRegistry(auto_describe=True)
     reader = PrometheusMetricReader(registry=registry)
     pipeline.prometheus_registry = registry
-    host, port = settings.metrics.prometheus_host, settings.metrics.prometheus_port
+    pipeline.metrics_endpoint = _serve_metrics(
+        settings, registry, worker=_process.is_multiprocessing_child(), pipeline=pipeline
+    )
+    return reader
+
+
+def _serve_metrics(
+    settings: Settings, registry: CollectorRegistry, *, worker: bool, pipeline: _Pipeline
+) -> MetricsEndpoint | None:
+    """Serve `/metrics` for `registry`; a worker process takes a free port (its target file tells Prometheus)."""
+    from rfobs._prometheus import MetricsEndpoint
+
+    metrics = settings.metrics
+    port = 0 if worker else metrics.prometheus_port
+    labels = {"service_name": settings.service.name}
+    endpoint = MetricsEndpoint(registry, metrics.prometheus_host, port, metrics.targets_dir, labels)
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        endpoint.start()
     except OSError as error:
         warnings.warn(
-            f"rfobs: cannot serve /metrics on {host}:{port} ({error.strerror or error}); set "
+            f"rfobs: cannot serve /metrics on {metrics.prometheus_host}:{port} ({error.strerror or error}); set "
             "metrics.prometheus_port (RFOBS_METRICS__PROMETHEUS_PORT) to a free port, or 0 for any. "
             "Metrics are still recorded; traces and logs are unaffected.",
             RuntimeWarning,
-            stacklevel=5,
+            stacklevel=6,
         )
-        return reader
-
-    def close() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(1.0)
-
-    pipeline.closers.append(close)
-    shown_host = f"[{host}]" if ":" in host else host
-    pipeline.metrics_url = f"http://{shown_host}:{server.server_port}/metrics"
-    return reader
+        return None
+    pipeline.closers.append((endpoint.close, endpoint.release_after_fork))
+    return endpoint
 
 
 def _add_health(settings: Settings, pipeline: _Pipeline) -> None:
@@ -416,7 +495,9 @@ def _add_health(settings: Settings, pipeline: _Pipeline) -> None:
             stacklevel=4,
         )
         return
-    pipeline.closers.append(lambda: server.stop(timeout=min(2.0, settings.sdk.shutdown_timeout)))
+    pipeline.closers.append(
+        (lambda: server.stop(timeout=min(2.0, settings.sdk.shutdown_timeout)), server.release_after_fork)
+    )
 
 
 def _add_logger_provider(settings: Settings, resource: Resource, pipeline: _Pipeline) -> None:
@@ -434,7 +515,7 @@ def _add_logger_provider(settings: Settings, resource: Resource, pipeline: _Pipe
     _install(_logs.set_logger_provider, _logs.get_logger_provider, ProxyLoggerProvider, provider)
     handler = OtelLogHandler(provider)
     logging.getLogger().addHandler(handler)
-    pipeline.closers.append(lambda: logging.getLogger().removeHandler(handler))
+    pipeline.closers.append((lambda: logging.getLogger().removeHandler(handler), None))
     pipeline.logger_provider = provider
 
 

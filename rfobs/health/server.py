@@ -156,6 +156,7 @@ class HealthServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._helper: subprocess.Popen[bytes] | None = None
+        self._listener: socket.socket | None = None
 
     @property
     def port(self) -> int:
@@ -193,6 +194,7 @@ class HealthServer:
                 finally:
                     listener.close()
                 listener = internal
+            self._listener = listener
             loop = asyncio.SelectorEventLoop()  # add_reader works on every platform with a selector loop
             self._loop = loop
             self._thread = threading.Thread(target=self._serve, args=(loop, listener), name="rfobs-health", daemon=True)
@@ -214,6 +216,20 @@ class HealthServer:
         except RuntimeError:  # the loop has already closed
             return
         thread.join(max(0.0, deadline - time.monotonic()))
+
+    def release_after_fork(self) -> None:
+        """In a forked child: let go of the parent's server without stopping it.
+
+        Closes the child's copies of the listening socket and of the helper's stdin (the helper exits when every
+        copy is closed, so a child that kept one would keep `/health/live` answering after the agent died).
+        """
+        self._lock = threading.Lock()  # a thread of the parent may have held it at the fork
+        listener, helper = self._listener, self._helper
+        self._loop = self._thread = self._helper = self._listener = None
+        if listener is not None:
+            listener.close()
+        if helper is not None and helper.stdin is not None:
+            helper.stdin.close()
 
     def __enter__(self) -> HealthServer:
         self.start()

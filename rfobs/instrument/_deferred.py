@@ -46,6 +46,11 @@ class DeferredHistogram:
             self._ready = True
             _flusher.request(self)
 
+    def discard_pending(self) -> None:
+        """Drop the queued values."""
+        self._pending.clear()
+        self._ready = False
+
     def flush(self) -> None:
         """Record every queued value into the SDK histogram."""
         self._ready = False
@@ -75,6 +80,11 @@ class DeferredHistograms:
         deferred = DeferredHistogram(histogram)
         self._histograms.append(deferred)
         return deferred
+
+    def discard_pending(self) -> None:
+        """Drop the values queued so far (in a forked child: they are the parent's to record)."""
+        for histogram in self._histograms:
+            histogram.discard_pending()
 
     def _flush_all(self, _options: CallbackOptions) -> Iterable[Observation]:
         for histogram in self._histograms:

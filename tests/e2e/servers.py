@@ -391,6 +391,7 @@ def prometheus(
     *,
     job: str = "rfobs-e2e",
     startup_timeout: float = 30.0,
+    file_sd: Sequence[str] = (),
 ) -> Generator[PrometheusHandle]:
     """Run a throw-away Prometheus that scrapes ``scrape_targets``.
 
@@ -399,6 +400,7 @@ def prometheus(
         scrape_interval: Scrape (and rule evaluation) interval, a Prometheus duration.
         job: The ``job`` label of the targets.
         startup_timeout: Seconds to wait for ``/-/ready``.
+        file_sd: Globs of file_sd target files (such as rfobs's ``metrics.targets_dir``), re-read every second.
 
     Yields:
         A :class:`PrometheusHandle`.
@@ -412,9 +414,12 @@ def prometheus(
     with tempfile.TemporaryDirectory(prefix="rfobs-prometheus-") as tmp:
         tmpdir = Path(tmp)
         port = free_port()
+        scrape: dict[str, Any] = {"job_name": job, "static_configs": [{"targets": list(scrape_targets)}]}
+        if file_sd:
+            scrape["file_sd_configs"] = [{"files": list(file_sd), "refresh_interval": "1s"}]
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(scrape_targets)}]}],
+            "scrape_configs": [scrape],
         }
         # JSON is valid YAML, so no YAML library (or quoting rules) is needed.
         config_path = tmpdir / "prometheus.yml"

@@ -1,0 +1,154 @@
+"""Telemetry across process boundaries: forked children, multiprocessing workers and SIGTERM.
+
+- **fork**: OpenTelemetry's tracer and meter providers re-detect their resource in a forked child with a thread
+  pool. `concurrent.futures.thread` resets its own lock in the child from an at-fork handler of its own, and
+  at-fork handlers run in the order they were registered: if that module is first imported after a provider
+  registers its handler, the provider runs first and waits forever on the lock still held from the fork.
+  `import_before_providers()` fixes the order.
+- **a forked child starts clean**: metric state inherited from the parent is reset (the parent reports it), so
+  the counts of all processes add up; the parent's servers are let go of, not served or stopped.
+- **multiprocessing workers** end with `os._exit`, which skips `atexit`: a `multiprocessing.util.Finalize` in the
+  worker flushes its telemetry first (Pool, ProcessPoolExecutor and Process, under fork and spawn).
+- **SIGTERM** (`docker stop`, Kubernetes): unless the application installed a handler of its own, open spans
+  are ended as terminated, everything is flushed within `sdk.shutdown_timeout`, and the process then dies by
+  SIGTERM as it would have without rfobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+__all__ = [
+    "ShutsDown",
+    "at_fork_in_child",
+    "die_by_sigterm",
+    "import_before_providers",
+    "install_sigterm_handler",
+    "is_multiprocessing_child",
+    "restart_meter_provider_after_fork",
+    "run_at_worker_exit",
+    "run_at_worker_exit_after_fork",
+    "uninstall_sigterm_handler",
+]
+
+_log = logging.getLogger("rfobs")
+
+
+class ShutsDown(Protocol):
+    """What a worker's exit hook calls: the handle `rfobs.init()` returned."""
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop."""
+        ...
+
+
+def import_before_providers() -> None:
+    """Import the thread pool module before any provider registers its at-fork handler (see module docstring)."""
+    import concurrent.futures.thread  # noqa: F401  # pyright: ignore[reportUnusedImport]
+
+
+def restart_meter_provider_after_fork(provider: MeterProvider) -> None:
+    """In a forked child: forget the aggregated points the parent recorded, so each process reports its own.
+
+    Reaches into the SDK's storage (opentelemetry-sdk is pinned; `tests/reliability/test_fork.py` covers it). The
+    instruments stay valid: their storage is rebuilt on the next measurement.
+    """
+    consumer: Any = provider._measurement_consumer  # pyright: ignore[reportPrivateUsage]
+    consumer._lock = threading.Lock()
+    for storage in consumer._reader_storages.values():
+        storage._lock = threading.RLock()
+        storage._instrument_view_instrument_matches.clear()
+
+
+def is_multiprocessing_child() -> bool:
+    """Whether this process was started by `multiprocessing` (a Pool or executor worker, a `Process`)."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    return multiprocessing is not None and multiprocessing.parent_process() is not None
+
+
+def run_at_worker_exit(handle: ShutsDown) -> None:
+    """Shut `handle` down when this multiprocessing worker exits (its `os._exit` skips `atexit`)."""
+    from multiprocessing import util
+
+    util.Finalize(None, handle.shutdown, exitpriority=100)
+
+
+def run_at_worker_exit_after_fork(handle: ShutsDown) -> None:
+    """In a forked child that becomes a multiprocessing worker, arrange `run_at_worker_exit` for it.
+
+    multiprocessing clears the finalizers a child inherits when its worker starts, then runs its after-fork
+    hooks: the finalizer has to be registered from one of those. Only when multiprocessing is in use already.
+    """
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(handle, run_at_worker_exit)
+
+
+def at_fork_in_child(method: Callable[[], None]) -> None:
+    """Run the bound `method` in a forked child while its object is alive (held weakly: nothing leaks)."""
+    reference = weakref.WeakMethod(method)
+
+    def after_in_child() -> None:
+        if (bound := reference()) is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=after_in_child)
+
+
+_handler: Callable[[int, FrameType | None], None] | None = None
+
+
+def install_sigterm_handler(on_terminate: Callable[[], bool]) -> bool:
+    """Run `on_terminate` on SIGTERM, then die by SIGTERM if it returns True. True if installed.
+
+    `on_terminate` returns False when the process must finish something first; it then calls `die_by_sigterm()`.
+
+    Not installed when the application has a SIGTERM handler of its own (or ignores the signal), and not from
+    a thread other than the main one (Python allows signal handlers only there).
+    """
+    global _handler
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        die = True
+        try:
+            die = on_terminate()
+        except Exception:  # dying must go on whatever telemetry does
+            _log.warning("rfobs: flushing at SIGTERM failed", exc_info=True)
+        finally:
+            if die:
+                die_by_sigterm()
+
+    signal.signal(signal.SIGTERM, handle)
+    _handler = handle
+    return True
+
+
+def die_by_sigterm() -> None:
+    """End the process by SIGTERM with the default disposition, as if rfobs had never handled it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def uninstall_sigterm_handler() -> None:
+    """Put the default SIGTERM behaviour back, if rfobs's handler is still the installed one."""
+    global _handler
+    handler, _handler = _handler, None
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is handler:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
