@@ -27,7 +27,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from rfobs._drops import DropCounter
 from rfobs._process import at_fork_in_child
 
-__all__ = ["BoundedBatchLogProcessor", "BoundedBatchSpanProcessor", "BoundedBatcher", "estimated_span_bytes", "skip_retry_backoff"]
+__all__ = [
+    "BoundedBatchLogProcessor",
+    "BoundedBatchSpanProcessor",
+    "BoundedBatcher",
+    "estimated_span_bytes",
+    "skip_retry_backoff",
+]
 
 _log = logging.getLogger("rfobs")
 Item = TypeVar("Item")
