@@ -106,35 +106,55 @@ def at_fork_in_child(method: Callable[[], None]) -> None:
     os.register_at_fork(after_in_child=after_in_child)
 
 
-_handler: Callable[[int, FrameType | None], None] | None = None
+Handler = Callable[[int, FrameType | None], Any]
+# rfobs's handler while installed, and what it replaced (restored by `uninstall_sigterm_handler`).
+_installed: tuple[Handler, Any] | None = None
 
 
-def install_sigterm_handler(on_terminate: Callable[[], bool]) -> bool:
-    """Run `on_terminate` on SIGTERM, then die by SIGTERM if it returns True. True if installed.
+def install_sigterm_handler(on_terminate: Callable[[], bool], on_application_exit: Callable[[], None]) -> bool:
+    """Handle SIGTERM for the process's telemetry. True if a handler was installed.
 
-    `on_terminate` returns False when the process must finish something first; it then calls `die_by_sigterm()`.
-
-    Not installed when the application has a SIGTERM handler of its own (or ignores the signal), and not from
-    a thread other than the main one (Python allows signal handlers only there).
+    - With no handler installed (the default disposition): run `on_terminate`, then die by SIGTERM if it returned
+      True (False: the process must finish something first, and calls `die_by_sigterm()` itself).
+    - With the application's own handler (a server's graceful shutdown, say): call `on_application_exit`, which
+      must not block, then the application's handler exactly as before. Servers such as uvicorn restore the
+      default disposition after their graceful shutdown and raise SIGTERM again, so no exit hook would run:
+      `on_application_exit` makes telemetry leave as it is recorded until then.
+    - Ignored (`SIG_IGN`) or set from C: left alone. Python allows handlers only in the main thread.
     """
-    global _handler
+    global _installed
     if threading.current_thread() is not threading.main_thread():
         return False
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    previous = signal.getsignal(signal.SIGTERM)
+    handle: Handler
+    if previous is signal.SIG_DFL:
+
+        def flush_then_die(_signum: int, _frame: FrameType | None) -> None:
+            die = True
+            try:
+                die = on_terminate()
+            except Exception:  # dying must go on whatever telemetry does
+                _log.warning("rfobs: flushing at SIGTERM failed", exc_info=True)
+            finally:
+                if die:
+                    die_by_sigterm()
+
+        handle = flush_then_die
+    elif callable(previous):
+        application_handler: Handler = previous
+
+        def chain(signum: int, frame: FrameType | None) -> Any:
+            try:
+                on_application_exit()
+            except Exception:  # the application's handler must run whatever telemetry does
+                _log.warning("rfobs: preparing telemetry for SIGTERM failed", exc_info=True)
+            return application_handler(signum, frame)
+
+        handle = chain
+    else:
         return False
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        die = True
-        try:
-            die = on_terminate()
-        except Exception:  # dying must go on whatever telemetry does
-            _log.warning("rfobs: flushing at SIGTERM failed", exc_info=True)
-        finally:
-            if die:
-                die_by_sigterm()
-
     signal.signal(signal.SIGTERM, handle)
-    _handler = handle
+    _installed = (handle, previous)
     return True
 
 
@@ -145,10 +165,11 @@ def die_by_sigterm() -> None:
 
 
 def uninstall_sigterm_handler() -> None:
-    """Put the default SIGTERM behaviour back, if rfobs's handler is still the installed one."""
-    global _handler
-    handler, _handler = _handler, None
-    if handler is None or threading.current_thread() is not threading.main_thread():
+    """Put back what rfobs's handler replaced, if rfobs's handler is still the installed one."""
+    global _installed
+    installed, _installed = _installed, None
+    if installed is None or threading.current_thread() is not threading.main_thread():
         return
+    handler, previous = installed
     if signal.getsignal(signal.SIGTERM) is handler:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous)

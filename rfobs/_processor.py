@@ -275,6 +275,8 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
     ) -> None:
         # Spans started and not yet ended, by span id, so that SIGTERM can end them (`track_open=True`).
         self._open: dict[int, Span] | None = {} if track_open else None
+        # A `time.monotonic()` deadline until which each span is exported as it ends (0: batching as usual).
+        self._export_on_end_until = 0.0
         if track_open:
             at_fork_in_child(self._forget_open_spans)
         self._batcher: BoundedBatcher[ReadableSpan] = BoundedBatcher(
@@ -299,6 +301,8 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
         """Queue a finished, sampled span."""
         if (open_spans := self._open) is not None and span.context is not None:
             open_spans.pop(span.context.span_id, None)
+        if self._export_on_end_until and (left := self._export_on_end_until - time.monotonic()) > 0:
+            self._batcher.force_flush(left)
         # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
         if span.context is not None and span.context.trace_flags.sampled:
             self._batcher.add(span)
@@ -318,6 +322,17 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
             span.set_status(Status(StatusCode.ERROR, f"process terminated ({reason}) while the span was open"))
             span.end()
         return len(spans)
+
+    def export_as_ended(self, until: float) -> None:
+        """Export what is queued now (without waiting for it) and, until `until`, every span as it ends.
+
+        For a process about to die without running exit hooks: each ending span then waits for its export, at
+        most until `until` (a `time.monotonic()` value).
+        """
+        self._export_on_end_until = until
+        threading.Thread(
+            target=self._batcher.force_flush, args=(max(0.0, until - time.monotonic()),), daemon=True
+        ).start()
 
     def _forget_open_spans(self) -> None:
         # In a forked child the parent's open spans are the parent's to end.

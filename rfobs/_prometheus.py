@@ -112,6 +112,11 @@ class MetricsEndpoint:
             self._target.write()
         return self.url
 
+    def withdraw(self) -> None:
+        """Remove the target file now (the process is going away) and keep serving until `close()`."""
+        if (target := self._target) is not None:
+            target.remove()
+
     def close(self) -> None:
         """Stop serving and withdraw the target (the owning process only)."""
         server, thread, target = self._server, self._thread, self._target

@@ -79,7 +79,7 @@ class Telemetry:
         if _process.is_multiprocessing_child():
             _process.run_at_worker_exit(self)
         if settings.sdk.handle_sigterm and pipeline.span_processor is not None:
-            _process.install_sigterm_handler(self._terminate)
+            _process.install_sigterm_handler(self._terminate, self._export_until_exit)
 
     def force_flush(self, timeout: float | None = None) -> bool:
         """Export everything recorded so far. Returns False if that did not finish within `timeout` seconds."""
@@ -134,6 +134,13 @@ class Telemetry:
 
     def _exit_flush(self) -> None:
         self.shutdown()
+
+    def _export_until_exit(self) -> None:
+        """SIGTERM handled by the application: spans leave as they end from now on (see `_process`)."""
+        if (processor := self._pipeline.span_processor) is not None:
+            processor.export_as_ended(time.monotonic() + self.settings.sdk.shutdown_timeout)
+        if (endpoint := self._pipeline.metrics_endpoint) is not None:
+            endpoint.withdraw()
 
     def _terminate(self) -> bool:
         """SIGTERM: end the spans still open as terminated and shut down within `sdk.shutdown_timeout`.

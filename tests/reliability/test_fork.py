@@ -161,3 +161,37 @@ def _environ() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_a_forked_child_does_not_keep_the_parents_health_endpoint_alive(tmp_path: Path) -> None:
+    # The /health/live helper exits when every copy of its stdin is closed: a child that kept one would make a
+    # dead agent look alive.
+    run = run_script(
+        """
+        import urllib.request, urllib.error
+        telemetry = rfobs.init(**{**SETTINGS, "health__enabled": True, "health__server_enabled": True,
+                                  "health__port": 0, "health__live_process": True})
+        live = telemetry.health_url + "/live"
+        print(urllib.request.urlopen(live, timeout=5).status)
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        rfobs.shutdown()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(live, timeout=1)
+            except (urllib.error.URLError, ConnectionError):
+                print("gone")
+                break
+            time.sleep(0.1)
+        else:
+            print("still answering")
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        """,
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["200", "gone"]
