@@ -240,14 +240,15 @@ def skip_retry_backoff(exporter: object) -> None:
 
     Sets the event the SDK's OTLP exporters (gRPC, and HTTP's client) wait on between retries, which their own
     `shutdown()` sets too (opentelemetry-exporter-otlp is pinned; `tests/reliability/test_exit.py` covers it).
-    Wrapping exporters are looked through by their `wrapped` attribute. Other exporters have no such event.
+    Wrapping exporters (rfobs's scrubbing ones) are looked through by their `inner` attribute. Other exporters
+    have no such event.
     """
     while exporter is not None:
         for owner in (exporter, getattr(exporter, "_client", None)):
             for name in ("_shutdown_in_progress", "_shutdown_event"):
                 if isinstance(event := getattr(owner, name, None), threading.Event):
                     event.set()
-        exporter = getattr(exporter, "wrapped", None)
+        exporter = getattr(exporter, "inner", None)
 
 
 def estimated_span_bytes(span: ReadableSpan) -> int:
