@@ -302,11 +302,11 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
         """Queue a finished, sampled span."""
         if (open_spans := self._open) is not None and span.context is not None:
             open_spans.pop(span.context.span_id, None)
-        if self._export_on_end_until and (left := self._export_on_end_until - time.monotonic()) > 0:
-            self._batcher.force_flush(left)
         # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
         if span.context is not None and span.context.trace_flags.sampled:
             self._batcher.add(span)
+            if self._export_on_end_until and (left := self._export_on_end_until - time.monotonic()) > 0:
+                self._batcher.force_flush(left)
 
     def end_open_spans(self, reason: str) -> int:
         """End every span still open (in any thread) as failed with `reason`; return how many were ended."""

@@ -171,7 +171,7 @@ def test_a_forked_child_does_not_keep_the_parents_health_endpoint_alive(tmp_path
         import urllib.request, urllib.error
         telemetry = rfobs.init(**{**SETTINGS, "health__enabled": True, "health__server_enabled": True,
                                   "health__port": 0, "health__live_process": True})
-        live = telemetry.health_url + "/live"
+        live = telemetry.health_url + "/health/live"
         print(urllib.request.urlopen(live, timeout=5).status)
         pid = os.fork()
         if pid == 0:
