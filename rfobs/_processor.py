@@ -93,6 +93,7 @@ class BoundedBatcher(Generic[Item]):
         self._flush_wanted = False
         self._stopping = False
         self._abandoned = False
+        self._failed_while_stopping = False
         self._worker = self._start_worker()
         at_fork_in_child(self._after_fork_in_child)
 
@@ -143,9 +144,9 @@ class BoundedBatcher(Generic[Item]):
         """Export what is queued until `deadline` (a `time.monotonic()` value), then stop.
 
         Returns:
-            True if every queued item was handed to the exporter in time. False if the deadline ran out; the
-            items still queued or in flight are then counted as dropped (`reason="shutdown_timeout"`), even
-            if a batch in flight is delivered later.
+            True if every queued item was delivered in time. False if an export failed meanwhile (counted as
+            `reason="export_failed"`), or if the deadline ran out; the items still queued or in flight are then
+            counted as dropped (`reason="shutdown_timeout"`), even if a batch in flight is delivered later.
         """
         with self._cond:
             if self._stopping:
@@ -173,7 +174,7 @@ class BoundedBatcher(Generic[Item]):
             self._queue.clear()
             self._drops.add(self._signal, "after_shutdown", late)
         self._close()
-        return True
+        return not self._failed_while_stopping
 
     def _close(self) -> None:
         try:
@@ -205,6 +206,7 @@ class BoundedBatcher(Generic[Item]):
             with self._cond:
                 # Under the lock, so a batch abandoned at the deadline is counted once, by shutdown_before.
                 if not delivered and not self._abandoned:
+                    self._failed_while_stopping = self._failed_while_stopping or self._stopping
                     self._drops.add(self._signal, "export_failed", len(batch))
                 self._in_flight = 0
                 self._cond.notify_all()
