@@ -52,6 +52,9 @@ class Pipeline:
 
 def build_pipeline(settings: Settings) -> Pipeline:
     """Build and install the providers, exporters and servers `settings` ask for (nothing when the SDK is off)."""
+    from rfobs._scrub_export import configure as configure_scrubbing
+
+    configure_scrubbing(settings)  # sdk.scrub_patterns and the text size limits
     pipeline = Pipeline()
     if settings.sdk.disabled:
         return pipeline
@@ -103,7 +106,9 @@ def _resource(settings: Settings) -> Resource:
         "service.version": settings.service.version,
         "deployment.environment.name": settings.deployment_environment,
     }
-    return Resource(attributes)
+    from rfobs._scrub_export import scrub_resource
+
+    return scrub_resource(Resource(attributes))
 
 
 def _sampler(settings: Settings) -> Sampler:
@@ -134,6 +139,7 @@ def _add_tracer_provider(settings: Settings, resource: Resource, pipeline: Pipel
         max_event_attributes=tracing.max_attributes,
         max_link_attributes=tracing.max_attributes,
         max_attribute_length=tracing.max_attribute_length,
+        max_events=tracing.max_events,
     )
     # shutdown_on_exit=False: the handle's own bounded exit hook shuts the providers down, once.
     provider = TracerProvider(resource=resource, sampler=_sampler(settings), span_limits=limits, shutdown_on_exit=False)
@@ -179,12 +185,13 @@ def _add_meter_provider(settings: Settings, resource: Resource, pipeline: Pipeli
 
 
 def _prometheus_reader(settings: Settings, pipeline: Pipeline) -> MetricReader:
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry
+
+    from rfobs._scrub_export import ScrubbingPrometheusReader
 
     # A registry of our own: prometheus_client's global one would show a second init()'s series twice.
     registry = CollectorRegistry(auto_describe=True)
-    reader = PrometheusMetricReader(registry=registry)
+    reader = ScrubbingPrometheusReader(registry=registry)
     pipeline.prometheus_registry = registry
     pipeline.metrics_endpoint = serve_metrics(
         settings, registry, worker=_process.is_multiprocessing_child(), pipeline=pipeline

@@ -1,31 +1,33 @@
-"""Secret values and the redaction of secret-looking text, shared by settings, logs and captured arguments."""
+"""Secret values, and the redaction of secrets in text shared by settings, logs, spans, metrics and health.
+
+`scrub_text` runs in time linear in its input; the patterns and the key judgement are in `_scrubber`.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Final, cast
+from typing import Any, cast
 
-__all__ = ["REDACTED", "Secret", "is_secret_key", "redact", "redact_mapping", "redact_url", "scrub_text"]
+from rfobs._scrubber import REDACTED, is_secret_key, secret_spans
 
-REDACTED: Final = "***"
-
-# Key names whose values are never shown: matched anywhere in a lower-cased key, so `x-api-key`,
-# `OPENAI_API_KEY` and `db_password` all count.
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[-_]?key|auth|credential|private[-_]?key|cookie|session")
-
-# Secret-looking fragments inside free text (log messages, captured arguments): `key=value` pairs with a
-# secret-looking key, bearer tokens, and well-known credential prefixes.
-_SECRET_TEXT = re.compile(
-    r"(?i)(?P<key>[\w.-]*(?:pass(?:word|wd)?|secret|token|api[-_]?key|authorization)[\w.-]*)"
-    # A quoted key (`'password': 'x'`, `"token": "x"`) closes its quote before the separator.
-    r"(?P<sep>['\"]?\s*[=:]\s*)(?P<q>['\"]?)(?P<val>(?:bearer\s+)?[^\s'\",;&}]+)"
-    r"|(?P<bearer>\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"
-    r"|\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}"
-    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-)
+__all__ = [
+    "REDACTED",
+    "Secret",
+    "add_secret_pattern",
+    "compile_secret_pattern",
+    "is_secret_key",
+    "parse_scrub_patterns",
+    "redact",
+    "redact_mapping",
+    "redact_url",
+    "scrub_text",
+    "secret_patterns",
+    "set_configured_patterns",
+]
 
 
 class Secret:
@@ -56,28 +58,159 @@ class Secret:
         return hash(self._value)
 
 
-def is_secret_key(key: str) -> bool:
-    """Whether a setting, header or attribute name looks like it holds a secret.
-
-    Plural `...tokens` (`input_tokens`, `max_tokens`) are LLM token counts, not credentials.
-    """
-    lowered = key.lower()
-    return _SECRET_KEY.search(lowered) is not None and not lowered.endswith("tokens")
+# Patterns added with `add_secret_pattern` (kept for the life of the process) and from `sdk.scrub_patterns`
+# (replaced at each `init()`). Tuples, swapped whole under the lock, so readers need no lock.
+_lock = threading.Lock()
+_added: tuple[re.Pattern[str], ...] = ()
+_configured: tuple[re.Pattern[str], ...] = ()
 
 
 def scrub_text(text: str) -> str:
-    """Replace secret-looking fragments of free text by `***`, keeping the key names readable."""
+    """Replace the secrets in free text by `***`, keeping key names and auth schemes readable.
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group("key") and not is_secret_key(match.group("key")):
-            return match.group(0)  # `input_tokens: 12` is a count
-        if match.group("key"):
-            return f"{match.group('key')}{match.group('sep')}{match.group('q')}{REDACTED}"
-        if match.group("bearer"):
-            return f"{match.group('bearer')}{REDACTED}"
+    Recognised: well-known credential formats (cloud, source-hosting, payment and AI-provider keys, JWTs, PEM
+    private keys, Slack and Discord webhooks), `Bearer`/`Basic` credentials, URL passwords, values of
+    secret-named keys (`password=`, `"api_key": "..."`, `AccountKey=`, `sig=`, `--token x`,
+    `<password>x</password>`), and the patterns added with `add_secret_pattern` or `sdk.scrub_patterns`.
+    Linear in the length of `text`.
+    """
+    patterns = secret_patterns()
+    # Short texts repeat (attribute values, label values, names): their results are kept, per set of patterns.
+    return _scrub_short(text, patterns) if len(text) <= 256 else _scrub(text, patterns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scrub_short(text: str, patterns: tuple[re.Pattern[str], ...]) -> str:
+    return _scrub(text, patterns)
+
+
+def _scrub(text: str, patterns: tuple[re.Pattern[str], ...]) -> str:
+    if len(text) >= 4 and (spans := secret_spans(text)):
+        parts: list[str] = []
+        position = -1  # end of the last hidden span
+        for start, end in spans:
+            if start > position:
+                parts.append(text[max(position, 0) : start])
+                parts.append(REDACTED)
+            position = max(position, end)  # overlapping or adjacent spans become one `***`
+        parts.append(text[position:])
+        text = "".join(parts)
+    for pattern in patterns:
+        text = pattern.sub(_replace_user_match, text)
+    return text
+
+
+def secret_patterns() -> tuple[re.Pattern[str], ...]:
+    """The patterns added with `add_secret_pattern` and from `sdk.scrub_patterns`, in that order."""
+    return _added + _configured
+
+
+def _replace_user_match(match: re.Match[str]) -> str:
+    if "secret" not in match.re.groupindex or match.group("secret") is None:
         return REDACTED
+    whole, (start, end) = match.group(0), match.span("secret")
+    offset = match.start()
+    return whole[: start - offset] + REDACTED + whole[end - offset :]
 
-    return _SECRET_TEXT.sub(replace, text)
+
+def add_secret_pattern(pattern: str) -> None:
+    r"""Also scrub text matching `pattern`, a regular expression, wherever rfobs scrubs.
+
+    That is span names and attributes, events, log lines and records, metric labels, health responses and
+    config output, from now on and for the life of the process (`sdk.scrub_patterns` does the same from the
+    settings). The whole match becomes `***`; when the pattern has a group named `secret`, only that group
+    does, e.g. `r"acme-id=(?P<secret>[0-9a-f]{32})"`.
+
+    Write patterns that cannot backtrack far: a literal prefix and bounded runs (`acme_[A-Za-z0-9]{32}`).
+    A pattern is refused when it does not compile, matches the empty string, or repeats a group that itself
+    holds a variable repeat or an alternation (`(a+)+`, `(a|ab)*`), which can take exponential time.
+
+    Raises:
+        ConfigError: The pattern is refused (the message says why).
+    """
+    from rfobs.exceptions import ConfigError
+
+    global _added
+    try:
+        compiled = compile_secret_pattern(pattern)
+    except ValueError as error:
+        raise ConfigError(f"add_secret_pattern({pattern!r}): {error}") from None
+    with _lock:
+        _added = (*_added, compiled)
+
+
+def set_configured_patterns(patterns: Iterable[str]) -> None:
+    """Replace the patterns that came from `sdk.scrub_patterns` (already validated by the settings)."""
+    global _configured
+    compiled = tuple(compile_secret_pattern(pattern) for pattern in patterns)
+    with _lock:
+        _configured = compiled
+
+
+def compile_secret_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled, or ValueError saying why it cannot be a scrub pattern."""
+    if not isinstance(pattern, str) or not pattern:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError("expected a non-empty regular expression string")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"does not compile ({error})") from None
+    if compiled.search("") is not None:
+        raise ValueError("matches the empty string")
+    if (problem := _backtracking_problem(pattern)) is not None:
+        raise ValueError(problem)
+    return compiled
+
+
+def _backtracking_problem(pattern: str) -> str | None:
+    """Why `pattern` may backtrack exponentially (a repeated group holding a repeat or alternation), or None."""
+    import importlib
+
+    # The parser `re` itself uses; importing it by name keeps its deprecated `sre_parse` alias out.
+    parser: Any = importlib.import_module("re._parser")
+    constants: Any = importlib.import_module("re._constants")
+    repeats = {constants.MAX_REPEAT, constants.MIN_REPEAT}
+    variable = {*repeats, constants.BRANCH}
+
+    def items(node: Any) -> list[tuple[Any, Any]]:
+        """The (op, argument) pairs directly inside `node`, descending through groups and assertions."""
+        found: list[tuple[Any, Any]] = []
+        for op, argument in node:
+            found.append((op, argument))
+            if op == constants.SUBPATTERN:
+                found.extend(items(argument[-1]))
+            elif op in (constants.ASSERT, constants.ASSERT_NOT):
+                found.extend(items(argument[1]))
+            elif op == constants.BRANCH:
+                for branch in argument[1]:
+                    found.extend(items(branch))
+            elif op in repeats or op == constants.POSSESSIVE_REPEAT:
+                found.extend(items(argument[2]))
+            elif op == constants.ATOMIC_GROUP:
+                found.extend(items(argument))
+            elif op == constants.GROUPREF_EXISTS:
+                found.extend(item for branch in argument[1:] if branch is not None for item in items(branch))
+        return found
+
+    for op, argument in items(parser.parse(pattern)):
+        if op in repeats and argument[1] > 1:
+            inner = items(argument[2])
+            if any(o in variable and (o == constants.BRANCH or a[0] != a[1]) for o, a in inner):
+                return "repeats a group holding a variable repeat or an alternation: it can backtrack exponentially"
+    return None
+
+
+def parse_scrub_patterns(value: object) -> tuple[str, ...]:
+    """The settings parser of `sdk.scrub_patterns`: a list of regular expressions, each checked as above."""
+    from rfobs._settings_parsers import Invalid, strings
+
+    patterns: tuple[str, ...] = strings(value)
+    for pattern in patterns:
+        try:
+            compile_secret_pattern(pattern)
+        except ValueError as error:
+            raise Invalid(f"regular expressions usable as scrub patterns ({pattern!r} {error})") from None
+    return patterns
 
 
 def redact(value: object, key: str = "") -> object:

@@ -149,10 +149,10 @@ def _config_validate(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     import asyncio
 
-    from rfobs._secrets import scrub_text
     from rfobs.config import load_config
     from rfobs.exceptions import ConfigError
     from rfobs.health import Status
+    from rfobs.health.server import report_dict
     from rfobs.health.setup import build_health_checker
 
     try:
@@ -167,10 +167,7 @@ def _health(args: argparse.Namespace) -> int:
         return 1
     report = asyncio.run(_run_checks(checker, names))
     if args.json:
-        data = report.to_dict()
-        for check in data["checks"]:
-            check["message"] = scrub_text(check["message"])
-        json.dump(data, sys.stdout, indent=2)
+        json.dump(report_dict(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(health_table(report))
@@ -203,7 +200,7 @@ def health_table(report: HealthReport) -> str:
     for result in report.checks:
         message = scrub_text(" ".join(result.message.split()))
         critical = "yes" if result.critical else "no"
-        rows.append((result.name, result.status.value, critical, f"{result.duration:.3f}s", message))
+        rows.append((scrub_text(result.name), result.status.value, critical, f"{result.duration:.3f}s", message))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     w0, w1, w2, w3 = widths
     lines = [

@@ -1,4 +1,7 @@
-"""Builds the span, metric and log exporters that the settings ask for; each exporter is imported only when chosen."""
+"""Builds the span, metric and log exporters that the settings ask for; each exporter is imported only when chosen.
+
+Every exporter built here is wrapped by `rfobs._scrub_export`, so what leaves the process is scrubbed of secrets.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,14 @@ _Signal = Literal["traces", "metrics", "logs"]
 
 
 def span_exporter(settings: Settings) -> SpanExporter | None:
-    """The span exporter for `settings.trace_exporter`: file, otlp, console, or None for `none`."""
+    """The span exporter for `settings.trace_exporter` (file, otlp, console; None for `none`), secrets scrubbed."""
+    from rfobs._scrub_export import ScrubbingSpanExporter
+
+    inner = _span_exporter(settings)
+    return None if inner is None else ScrubbingSpanExporter(inner)
+
+
+def _span_exporter(settings: Settings) -> SpanExporter | None:
     kind = settings.trace_exporter
     if kind == "file":
         from rfobs._file_exporter import OtlpJsonFileSpanExporter
@@ -34,17 +44,23 @@ def span_exporter(settings: Settings) -> SpanExporter | None:
         return ConsoleSpanExporter(service_name=settings.service.name)
     if kind == "otlp":
         if settings.otlp.protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+            from rfobs._otlp_exporters import GrpcSpanExporter
 
             return _grpc(GrpcSpanExporter, settings.otlp)
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from rfobs._otlp_exporters import HttpSpanExporter
 
-        return _http(OTLPSpanExporter, settings.otlp, "traces")
+        return _http(HttpSpanExporter, settings.otlp, "traces")
     return None
 
 
 def metric_exporter(otlp: OtlpSettings) -> MetricExporter:
-    """The OTLP metric exporter (cumulative temporality, as Prometheus-style backends expect)."""
+    """The OTLP metric exporter (cumulative temporality, as Prometheus-style backends expect), secrets scrubbed."""
+    from rfobs._scrub_export import ScrubbingMetricExporter
+
+    return ScrubbingMetricExporter(_metric_exporter(otlp))
+
+
+def _metric_exporter(otlp: OtlpSettings) -> MetricExporter:
     if otlp.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 
@@ -55,7 +71,13 @@ def metric_exporter(otlp: OtlpSettings) -> MetricExporter:
 
 
 def log_exporter(otlp: OtlpSettings) -> LogRecordExporter:
-    """The OTLP log record exporter."""
+    """The OTLP log record exporter, secrets scrubbed."""
+    from rfobs._scrub_export import ScrubbingLogExporter
+
+    return ScrubbingLogExporter(_log_exporter(otlp))
+
+
+def _log_exporter(otlp: OtlpSettings) -> LogRecordExporter:
     if otlp.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 

@@ -10,6 +10,7 @@ from typing import IO, Any, Final
 
 from opentelemetry import trace
 
+from rfobs._limits import current_limits, stack_trace, truncate
 from rfobs._secrets import redact, scrub_text
 
 __all__ = ["JsonFormatter", "OtelLogHandler", "TextFormatter", "setup_logging", "setup_structured_logging"]
@@ -28,13 +29,34 @@ def _correlation() -> dict[str, str]:
     return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
 
 
-def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The record's `extra=` fields, secrets redacted (nested mappings and lists included)."""
+def _raw_extra_fields(record: logging.LogRecord, limit: int) -> dict[str, Any]:
+    """The record's `extra=` fields, strings cut to `limit` characters."""
     return {
-        key: redact(value, key)
+        key: truncate(value, limit) if isinstance(value, str) else value
         for key, value in vars(record).items()
         if key not in _RECORD_FIELDS and not key.startswith("_")
     }
+
+
+def _extra_fields(record: logging.LogRecord, limit: int) -> dict[str, Any]:
+    """The record's `extra=` fields, secrets redacted (nested mappings and lists included)."""
+    return {key: redact(value, key) for key, value in _raw_extra_fields(record, limit).items()}
+
+
+def _message(record: logging.LogRecord, limit: int) -> str:
+    """The record's message, cut to `limit` characters and then scrubbed (a 10 MB message costs a slice)."""
+    return scrub_text(truncate(record.getMessage(), limit))
+
+
+def _traceback(formatter: logging.Formatter, record: logging.LogRecord, limit: int) -> str:
+    """The record's traceback, cut (a huge exception message is cut before it is formatted) and scrubbed."""
+    assert record.exc_info
+    error = record.exc_info[1]
+    if error is None or type(formatter).formatException is not logging.Formatter.formatException:
+        text = truncate(formatter.formatException(record.exc_info), limit)
+    else:
+        text = stack_trace(error, limit, limit).rstrip("\n")
+    return scrub_text(text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,12 +68,12 @@ class JsonFormatter(logging.Formatter):
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": scrub_text(record.getMessage()),
+            "message": _message(record, limit := current_limits().log_message),
         }
         entry.update(_correlation())
-        entry.update(_extra_fields(record))
+        entry.update(_extra_fields(record, limit))
         if record.exc_info:
-            entry["exception"] = scrub_text(self.formatException(record.exc_info))
+            entry["exception"] = _traceback(self, record, limit)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -61,13 +83,14 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render `record` as one human-readable line (plus a traceback if there is one)."""
         when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
-        parts = [f"{when} {record.levelname:<7} {record.name}: {scrub_text(record.getMessage())}"]
-        parts.extend(f"{k}={v}" for k, v in _extra_fields(record).items())
+        limit = current_limits().log_message
+        parts = [f"{when} {record.levelname:<7} {record.name}: {_message(record, limit)}"]
+        parts.extend(f"{k}={v}" for k, v in _extra_fields(record, limit).items())
         if ids := _correlation():
             parts.append(f"[trace={ids['trace_id']} span={ids['span_id']}]")
         text = " ".join(parts)
         if record.exc_info:
-            text += "\n" + scrub_text(self.formatException(record.exc_info))
+            text += "\n" + _traceback(self, record, limit)
         return text
 
 
@@ -112,7 +135,10 @@ setup_structured_logging = setup_logging
 
 
 class OtelLogHandler(logging.Handler):
-    """Bridges `logging` records to an OpenTelemetry `LoggerProvider` (OTLP logs), secrets scrubbed.
+    """Bridges `logging` records to an OpenTelemetry `LoggerProvider` (OTLP logs), long messages cut.
+
+    Secrets are scrubbed by the log exporter `rfobs.init()` builds (see `rfobs._scrub_export`), on its
+    thread rather than the caller's.
 
     The SDK's own `LoggingHandler` is deprecated; this is the small part of it rfobs needs.
     """
@@ -135,8 +161,11 @@ class OtelLogHandler(logging.Handler):
                 logging.ERROR: SeverityNumber.ERROR,
                 logging.CRITICAL: SeverityNumber.FATAL,
             }.get(record.levelno, SeverityNumber.UNSPECIFIED)
+            # Cut here; scrubbed by the exporter rfobs wraps, on the export thread.
+            limit = current_limits().log_message
             attributes = {
-                k: v if isinstance(v, (str, bool, int, float)) else str(v) for k, v in _extra_fields(record).items()
+                k: v if isinstance(v, (str, bool, int, float)) else truncate(str(v), limit)
+                for k, v in _raw_extra_fields(record, limit).items()
             }
             attributes["code.function.name"] = record.funcName
             attributes["code.line.number"] = record.lineno
@@ -144,7 +173,7 @@ class OtelLogHandler(logging.Handler):
                 timestamp=int(record.created * 1e9),
                 severity_number=severity,
                 severity_text=record.levelname,
-                body=scrub_text(record.getMessage()),
+                body=truncate(record.getMessage(), limit),
                 attributes=attributes,
             )
         except Exception:

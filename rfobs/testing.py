@@ -51,7 +51,7 @@ class Capture:
     """What the code under test recorded, as plain dicts.
 
     Attributes:
-        exporter: The in-memory span exporter (finished spans).
+        exporter: The in-memory span exporter (finished spans, secrets scrubbed as rfobs's exporters do).
         reader: The in-memory metric reader.
         tracer_provider: The installed tracer provider.
         meter_provider: The installed meter provider.
@@ -85,7 +85,10 @@ class Capture:
                 metric_readers=[self.reader], resource=resource, shutdown_on_exit=False
             )
         self.tracer_provider.add_span_processor(self._open)
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        from rfobs._scrub_export import ScrubbingSpanExporter
+
+        # Through the same scrubbing pass as rfobs's own exporters: tests see what would leave the process.
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(self.exporter)))
         from rfobs import _guard
 
         self._internal_errors_at_start = _guard.count()

@@ -16,10 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from rfobs import _guard
-from rfobs._secrets import scrub_text
+from rfobs._secrets import redact
 from rfobs.exceptions import ConfigError
 from rfobs.health._model import HealthReport, Status
 from rfobs.health._wire import ALIVE_BODY, LIVE
@@ -28,7 +28,7 @@ from rfobs.health.checker import HealthChecker
 if TYPE_CHECKING:
     from rfobs.health._http import Connection
 
-__all__ = ["HealthServer", "respond"]
+__all__ = ["HealthServer", "report_dict", "respond"]
 
 READY: Final = "/health/ready"
 HEALTH: Final = "/health"
@@ -48,13 +48,14 @@ INTERNAL_BODY: Final = _json({"status": "unhealthy", "error": "internal error wh
 TIMED_OUT_BODY: Final = _json({"status": "unhealthy", "error": "the health report did not finish in time"})
 
 
+def report_dict(report: HealthReport) -> dict[str, Any]:
+    """`report.to_dict()` with every string in it (check names, messages, values) scrubbed of secrets."""
+    return cast("dict[str, Any]", redact(report.to_dict()))
+
+
 def report_body(report: HealthReport) -> bytes:
-    """The JSON of `report`, with every message and text value passed through the secret scrubber once more."""
-    data = report.to_dict()
-    for check in data["checks"]:
-        check["message"] = scrub_text(check["message"])
-        check["values"] = {k: scrub_text(v) if isinstance(v, str) else v for k, v in check["values"].items()}
-    return _json(data)
+    """The JSON of `report`, scrubbed (`report_dict`)."""
+    return _json(report_dict(report))
 
 
 def immediate(method: str, path: str) -> tuple[int, bytes] | None:

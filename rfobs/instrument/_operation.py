@@ -7,7 +7,6 @@ dicts); `Call` is one run of it. The per-call path starts a span, counts, record
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -16,7 +15,7 @@ from opentelemetry.util.types import AttributeValue
 
 from rfobs._guard import internal_error
 from rfobs._latency import default_recent
-from rfobs._secrets import scrub_text
+from rfobs._limits import current_limits, stack_trace, truncate
 from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
 
@@ -42,15 +41,33 @@ def check_name(argument: str, value: object, decorator: str) -> str:
 
 
 def record_error(span: Span, error: BaseException) -> None:
-    """Record `error` on `span`: an exception event, status ERROR and `error.type`; secrets scrubbed.
+    """Record `error` on `span`: an exception event, status ERROR and `error.type`.
 
-    The stack trace is scrubbed too: its last line repeats the exception's message.
+    The message and stack trace are cut to `tracing.max_exception_length` / `max_stacktrace_length` (marked)
+    before anything else is done with them. Secrets in them are scrubbed by rfobs's exporters, on the export
+    thread, not here in the agent's.
     """
-    message = scrub_text(str(error))
-    stacktrace = scrub_text("".join(traceback.format_exception(error)))
-    span.record_exception(error, attributes={"exception.message": message, "exception.stacktrace": stacktrace})
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"[:_MAX_STATUS_MESSAGE]))
-    span.set_attribute(t.ERROR_TYPE, type(error).__qualname__)
+    limits = current_limits()
+    text = str(error)
+    message = truncate(text, limits.exception_message)
+    kind = type(error)
+    # As the SDK's record_exception() records it, without its second, uncut formatting of the traceback.
+    module = kind.__module__
+    span.add_event(
+        "exception",
+        {
+            t.EXCEPTION_TYPE: f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
+            "exception.message": message,
+            "exception.stacktrace": stack_trace(error, limits.exception_message, limits.stacktrace),
+            "exception.escaped": "False",
+        },
+    )
+    status = f"{kind.__name__}: "
+    whole = len(status) + len(text)
+    span.set_status(
+        Status(StatusCode.ERROR, truncate(status + text[:_MAX_STATUS_MESSAGE], _MAX_STATUS_MESSAGE, length=whole))
+    )
+    span.set_attribute(t.ERROR_TYPE, kind.__qualname__)
 
 
 class Operation:
