@@ -19,6 +19,7 @@ from rfobs.instrument.llm import llm_call
 from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
 
 if TYPE_CHECKING:
+    from rfobs._secrets import add_secret_pattern
     from rfobs._settings_model import Settings
     from rfobs.config import load_config
     from rfobs.health import HealthChecker
@@ -30,14 +31,21 @@ if TYPE_CHECKING:
     from rfobs.instrument.timeout import Timeout, timeout, timeout_after, timeout_api_call
     from rfobs.logs import setup_logging, setup_structured_logging
     from rfobs.perf import LoadTestConfig, benchmark, load_test
-    from rfobs.sdk import Telemetry, get_settings, init, shutdown
+    from rfobs.propagation import continue_trace, extract, inject, using_baggage, with_context
+    from rfobs.sdk import Telemetry, flush, get_settings, init, shutdown
 
 _LAZY: dict[str, str] = {
     "Settings": "rfobs._settings_model",
+    "add_secret_pattern": "rfobs._secrets",
     "load_config": "rfobs.config",
     "LoadTestConfig": "rfobs.perf",
     "benchmark": "rfobs.perf",
     "load_test": "rfobs.perf",
+    "continue_trace": "rfobs.propagation",
+    "extract": "rfobs.propagation",
+    "inject": "rfobs.propagation",
+    "using_baggage": "rfobs.propagation",
+    "with_context": "rfobs.propagation",
     "HealthChecker": "rfobs.health",
     "get_advanced_health_checker": "rfobs.health.setup",
     "validate_startup_environment": "rfobs.health.startup",
@@ -60,6 +68,7 @@ _LAZY: dict[str, str] = {
     "get_settings": "rfobs.sdk",
     "init": "rfobs.sdk",
     "shutdown": "rfobs.sdk",
+    "flush": "rfobs.sdk",
 }
 
 __all__ = [
@@ -77,12 +86,17 @@ __all__ = [
     "Timeout",
     "TimeoutExceeded",
     "__version__",
+    "add_secret_pattern",
     "api_call",
     "benchmark",
     "circuit_breaker",
+    "continue_trace",
+    "extract",
+    "flush",
     "get_advanced_health_checker",
     "get_settings",
     "init",
+    "inject",
     "llm_call",
     "load_config",
     "load_test",
@@ -101,7 +115,9 @@ __all__ = [
     "tool",
     "track_agent_task",
     "track_api_call",
+    "using_baggage",
     "validate_startup_environment",
+    "with_context",
 ]
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from rfobs._secrets import REDACTED, Secret, is_secret_key, redact, redact_url
+from rfobs._secrets import REDACTED, Secret, is_secret_key, redact, redact_url, scrub_text
 from rfobs._settings_model import ENVIRONMENTS, GROUPS, Invalid, Settings, check_relations
 from rfobs.exceptions import ConfigError, ConfigProblem
 
@@ -38,6 +38,7 @@ __all__ = ["describe_settings", "load_config"]
 
 DEFAULT_SETTINGS_FILES: Final = ("settings.toml", "settings.yaml", ".secrets.toml")
 _ENV_PREFIX: Final = "RFOBS_"
+_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 
 # Standard OpenTelemetry variables honoured as fallbacks, by the setting they feed.
 _OTEL_FALLBACKS: Final[Mapping[str, str]] = MappingProxyType(
@@ -397,7 +398,11 @@ def _display(key: str, value: Any) -> str:
                 return repr(REDACTED)  # a malformed pair may be a bare token: show nothing of it
             value = {p.partition("=")[0].strip(): REDACTED for p in pairs}
         if isinstance(value, Mapping):
-            return "{" + ", ".join(f"{str(n)!r}: {REDACTED!r}" for n in cast("Mapping[object, Any]", value)) + "}"
+            # A name with a space or colon is a pasted `Authorization: Bearer ...` line: it holds the credential.
+            names = [
+                str(n) if _HEADER_NAME.fullmatch(str(n)) else REDACTED for n in cast("Mapping[object, Any]", value)
+            ]
+            return "{" + ", ".join(f"{name!r}: {REDACTED!r}" for name in names) + "}"
         return repr(REDACTED)  # headers of the wrong type may still hold a credential
     if name == "dependencies":
         return _display_urls(value)
@@ -419,6 +424,6 @@ def _display_urls(value: Any) -> str:
 
 def _shown_url(url: str) -> str:
     try:
-        return redact_url(url)
+        return scrub_text(redact_url(url))  # the query may hold secrets too (`?token=`, `sig=`)
     except ValueError:
         return REDACTED  # unparsable, and may carry credentials

@@ -35,7 +35,7 @@ class ConfigProblem:
 
 
 class ConfigError(RfobsError, ValueError):
-    """Invalid settings. Lists every problem found, not just the first."""
+    """Invalid settings. Lists every problem found, not just the first; secrets in the message are scrubbed."""
 
     def __init__(self, problems: Sequence[ConfigProblem] | str) -> None:
         if isinstance(problems, str):
@@ -46,21 +46,27 @@ class ConfigError(RfobsError, ValueError):
             count = len(self.problems)
             lines = "\n".join(f"  - {p}" for p in self.problems)
             message = f"{count} invalid setting{'s' if count != 1 else ''}:\n{lines}"
-        super().__init__(message)
+        from rfobs._secrets import scrub_text  # here, not at the top: importing rfobs stays light
+
+        super().__init__(scrub_text(message))
 
 
 class TimeoutExceeded(RfobsError, TimeoutError):
-    """An operation did not finish within its limit.
+    """An operation did not finish within its limit, or a sync one was refused before it could start.
 
     Attributes:
         operation: The operation's name.
         seconds: The limit that was exceeded.
+        reason: Why the call was not even started (too many threads of earlier timed-out calls still running),
+            or None when it ran past its limit.
     """
 
-    def __init__(self, operation: str, seconds: float) -> None:
-        super().__init__(f"{operation} did not finish within {seconds:g}s")
+    def __init__(self, operation: str, seconds: float, *, reason: str | None = None) -> None:
+        message = f"{operation} did not finish within {seconds:g}s"
+        super().__init__(f"{message}: {reason}" if reason else message)
         self.operation = operation
         self.seconds = seconds
+        self.reason = reason
 
 
 class RateLimited(RfobsError):

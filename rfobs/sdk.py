@@ -15,6 +15,7 @@ from rfobs._pipeline import Pipeline, build_pipeline, installed, serve_metrics
 from rfobs._settings_model import Settings
 from rfobs.config import load_config
 from rfobs.exceptions import RfobsError
+from rfobs.instrument import _workers
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -217,6 +218,7 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
             return _active
         _refuse_reinit()
         settings = load_config(env, overrides=overrides)
+        _workers.set_max_abandoned_threads(settings.timeouts.max_abandoned_threads)
         _active = Telemetry(settings, build_pipeline(settings))
         return _active
 

@@ -11,6 +11,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import rfobs
+from rfobs._scrub_export import ScrubbingLogExporter
 from rfobs.instrument import _telemetry
 from rfobs.logs import OtelLogHandler
 from rfobs.testing import Capture
@@ -42,10 +43,11 @@ def test_failed_metric_and_log_exports_are_counted(protocol: str) -> None:
 
     search()
     telemetry.force_flush(timeout=10)  # completes: the exports fail fast against a refused port
-    # One point each for the agent_tasks counter, the duration histogram and the internal-errors counter (nothing
-    # was dropped before), plus the state gauge of every circuit breaker alive in this process (other tests' too).
+    # One point each for the agent_tasks counter, the duration histogram, the internal-errors counter and the
+    # abandoned-threads gauge (nothing was dropped before), plus the state gauge of every circuit breaker alive in
+    # this process (other tests' too).
     live_breakers = len(list(_telemetry._breakers))  # pyright: ignore[reportPrivateUsage]
-    assert telemetry.drops.get("metrics", "export_failed") == 3 + live_breakers
+    assert telemetry.drops.get("metrics", "export_failed") == 4 + live_breakers
     assert telemetry.drops.get("logs", "export_failed") == 1
     telemetry.shutdown(timeout=2)
 
@@ -53,7 +55,8 @@ def test_failed_metric_and_log_exports_are_counted(protocol: str) -> None:
 def test_log_bridge_sends_scrubbed_records_with_trace_context(capture: Capture) -> None:
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    # Scrubbed by the exporter wrapper, as on the exporter rfobs.init() builds.
+    provider.add_log_record_processor(SimpleLogRecordProcessor(ScrubbingLogExporter(exporter)))
     handler = OtelLogHandler(provider)
     logger = logging.getLogger("agent.bridge")
     logger.addHandler(handler)

@@ -25,6 +25,7 @@ EXPECTED = {
     "researchflow_agents_circuit_breaker_state_transitions": ("counter", {"breaker", "from_state", "to_state"}),
     "researchflow_agents_retry_attempts": ("counter", {"operation", "outcome"}),
     "researchflow_agents_timeout_operation_duration_seconds": ("histogram", {"operation", "outcome"}),
+    "researchflow_agents_timeout_abandoned_threads": ("gauge", set[str]()),
     "researchflow_agents_rate_limit_requests": ("counter", {"limiter", "decision"}),
     "researchflow_agents_circuit_breaker_state": ("gauge", {"breaker"}),
     # Prometheus spells the semantic conventions' dotted attribute names with underscores.

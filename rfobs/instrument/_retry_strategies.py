@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import math
 import random
+import re
 import socket
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +23,7 @@ from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited
 from rfobs.instrument._clock import Clock
 
 __all__ = [
+    "MAX_WAIT",
     "Backoff",
     "Deadline",
     "HonourRetryAfter",
@@ -42,6 +44,10 @@ Jitter = Literal["none", "full", "equal"]
 
 _STRATEGIES: Final = get_args(Strategy)
 _JITTERS: Final = get_args(Jitter)
+
+MAX_WAIT: Final = 86_400.0
+"""The longest wait between two attempts, in seconds (one day): `base_delay` and `max_delay` may not exceed it,
+a Retry-After hint beyond it is ignored, and a custom `wait=` strategy's delay is clamped to it."""
 
 # ---------------------------------------------------------------------------------------------- classification
 
@@ -99,40 +105,63 @@ def default_retryable(error: BaseException) -> bool:
 
 
 def _seconds(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return max(0.0, float(value))
-    return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+# delay-seconds is 1*DIGIT (RFC 9110); a fraction is tolerated for retry-after-ms. An HTTP-date is 29 characters.
+_DELAY = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
+_LONGEST_HINT: Final = 64
+
+
+def _hint(seconds: float) -> float | None:
+    return seconds if 0.0 <= seconds <= MAX_WAIT else None  # NaN fails both comparisons
 
 
 def _parse_retry_after(value: object, scale: float) -> float | None:
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    if not isinstance(value, str):
-        return _seconds(value)
+    """A Retry-After value as seconds in `[0, MAX_WAIT]`, or None for anything else; never raises.
+
+    A server's header is untrusted input: a negative, non-finite or huge number, a date far in the past or
+    future, non-ASCII text, undecodable bytes or a very long string is no hint at all.
+    """
     try:
-        seconds = _seconds(float(value.strip()))
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        return seconds * scale
-    if scale != 1.0:
+        if isinstance(value, bytes | bytearray):
+            value = bytes(value).decode("ascii")
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            return _hint(float(value) * scale)
+        if not isinstance(value, str) or len(value) > _LONGEST_HINT or not value.isascii():
+            return None
+        text = value.strip()
+        if _DELAY.fullmatch(text):
+            return _hint(float(text) * scale)
+        if scale != 1.0:
+            return None
+        when = parsedate_to_datetime(text)
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+        # A date a little in the past (clock skew) means "now"; one further out either way is not a real hint.
+        return max(0.0, seconds) if -MAX_WAIT <= seconds <= MAX_WAIT else None
+    except Exception:  # parsedate_to_datetime and date arithmetic raise several types on hostile input
         return None
-    try:
-        when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def retry_after_hint(error: BaseException) -> float | None:
     """Seconds the failed call's server asked to wait, or None.
 
     Read from a `retry_after` attribute (seconds, as `rfobs.RateLimited` has), else from a `retry-after-ms` or
-    `Retry-After` header (seconds or an HTTP-date) on `error.response.headers` or `error.headers`.
+    `Retry-After` header (seconds or an HTTP-date) on `error.response.headers` or `error.headers`. Always None
+    or a finite number in `[0, MAX_WAIT]` (one day); a value that is not (negative, NaN, infinite, beyond a day,
+    a date more than a day away, non-ASCII, longer than 64 characters, garbage) counts as no hint at all.
     """
     try:
-        hint = _seconds(getattr(error, "retry_after", None))
+        hint = _parse_retry_after(getattr(error, "retry_after", None), 1.0)
         if hint is not None:
             return hint
         for holder in (getattr(error, "response", None), error):
@@ -155,10 +184,13 @@ def config_error(owner: str, argument: str, value: object, allowed: str) -> Conf
     return ConfigError(f"{owner}({argument}={value!r}): expected {allowed}")
 
 
-def check_seconds(owner: str, argument: str, value: object, *, positive: bool = False) -> float:
+def check_seconds(
+    owner: str, argument: str, value: object, *, positive: bool = False, most: float | None = None
+) -> float:
     seconds = _seconds(value)
-    if seconds is None or seconds != value or (positive and seconds == 0.0):
-        raise config_error(owner, argument, value, f"a finite number of seconds {'> 0' if positive else '>= 0'}")
+    if seconds is None or seconds != value or (positive and seconds == 0.0) or (most is not None and seconds > most):
+        allowed = f"a finite number of seconds {'> 0' if positive else '>= 0'}"
+        raise config_error(owner, argument, value, allowed if most is None else f"{allowed} and <= {most:g}")
     return seconds
 
 
@@ -167,9 +199,12 @@ def check_backoff(owner: str, strategy: object, base: object, cap: object, jitte
         raise config_error(owner, "strategy", strategy, f"one of {', '.join(map(repr, _STRATEGIES))}")
     if jitter not in _JITTERS:
         raise config_error(owner, "jitter", jitter, f"one of {', '.join(map(repr, _JITTERS))}")
-    base_delay, max_delay = check_seconds(owner, "base_delay", base), check_seconds(owner, "max_delay", cap)
+    base_delay = check_seconds(owner, "base_delay", base, most=MAX_WAIT)
+    max_delay = check_seconds(owner, "max_delay", cap, most=MAX_WAIT)
     if max_delay < base_delay:
-        raise config_error(owner, "max_delay", cap, f"a number of seconds >= base_delay ({base!r})")
+        # Name both: either may be the default (max_delay is 60 unless given).
+        allowed = "a number of seconds >= base_delay (max_delay defaults to 60)"
+        raise ConfigError(f"{owner}(base_delay={base!r}, max_delay={cap!r}): expected {allowed}")
     return base_delay, max_delay
 
 
@@ -243,13 +278,18 @@ class Backoff(wait_base):
 
 
 class HonourRetryAfter(wait_base):
-    """Waits at least as long as the failed attempt's Retry-After hint asks, even past `max_delay`."""
+    """Waits at least as long as the failed attempt's Retry-After hint asks, even past `max_delay`.
+
+    The wrapped strategy's delay is clamped to `[0, MAX_WAIT]` (a NaN is 0): `time.sleep` raises on a negative,
+    NaN or astronomically large delay, which a custom tenacity `wait=` may produce after many attempts.
+    """
 
     def __init__(self, wait: WaitBaseT) -> None:
         self.wait = wait
 
     def __call__(self, retry_state: RetryCallState) -> float:
         delay = float(self.wait(retry_state))
+        delay = min(delay, MAX_WAIT) if delay >= 0.0 else 0.0
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         hint = retry_after_hint(error) if error is not None else None

@@ -6,6 +6,7 @@ does around each test), so a function decorated at import time reports to whiche
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: igno
 from opentelemetry.trace import Tracer
 
 from rfobs import _guard
+from rfobs.instrument import _workers
 from rfobs.instrument._deferred import DeferredHistograms
 
 __all__ = [
@@ -132,6 +134,19 @@ class Counts:
         with self._lock:
             self._sources.append(source)
 
+    def restart_after_fork(self) -> None:
+        """In a forked child: count from zero, since the parent reports what it counted before the fork.
+
+        Sources are read once now and their totals subtracted from then on (a source reads plain integers
+        without a lock, so this is safe in a child whose other threads are gone).
+        """
+        self._lock = threading.Lock()
+        inherited: dict[Labels, int] = {}
+        for source in self._sources:
+            for labels, n in source():
+                inherited[labels] = inherited.get(labels, 0) - n
+        self._counts = inherited
+
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         """Observable-counter callback."""
         with self._lock:
@@ -161,7 +176,8 @@ class Instruments:
         # Calls made before init() are not measured; their instruments come from the no-op provider.
         source = metrics.NoOpMeterProvider() if isinstance(meter_provider, _ProxyMeterProvider) else meter_provider
         meter: Meter = source.get_meter(SCOPE, __version__)
-        histograms = DeferredHistograms(meter, f"{ns}.telemetry.histogram_flush")
+        self._counts: list[Counts] = []
+        self._histograms = histograms = DeferredHistograms(meter, f"{ns}.telemetry.histogram_flush")
         self.task_counts = self._counter(meter, f"{ns}.agent_tasks", "Agent task and tool runs, by status.")
         self.task_duration = histograms.create(
             f"{ns}.agent_task_duration", description="Agent task and tool duration.", unit="s", buckets=DURATION_BUCKETS
@@ -182,6 +198,12 @@ class Instruments:
             description="Duration of operations under a timeout, by outcome.",
             unit="s",
             buckets=DURATION_BUCKETS,
+        )
+        meter.create_observable_gauge(
+            f"{ns}.timeout_abandoned_threads",
+            callbacks=[_workers.observe],
+            unit="{thread}",
+            description="Worker threads of sync calls that timed out, still running (capped).",
         )
         self.rate_limit_counts = self._counter(meter, f"{ns}.rate_limit_requests", "Rate-limiter decisions.")
         self.breaker_transitions = self._counter(
@@ -218,11 +240,17 @@ class Instruments:
             buckets=GEN_AI_DURATION_BUCKETS,
         )
 
-    @staticmethod
-    def _counter(meter: Meter, name: str, description: str) -> Counts:
+    def _counter(self, meter: Meter, name: str, description: str) -> Counts:
         counts = Counts()
         meter.create_observable_counter(name, callbacks=[counts.observe], unit="1", description=description)
+        self._counts.append(counts)
         return counts
+
+    def restart_after_fork(self) -> None:
+        """In a forked child: forget the parent's counts and queued histogram values (see `Counts`)."""
+        for counts in self._counts:
+            counts.restart_after_fork()
+        self._histograms.discard_pending()
 
 
 class BreakerState(Protocol):
@@ -286,6 +314,16 @@ def _observe_health_values(_options: CallbackOptions) -> Iterable[Observation]:
 
 _lock = threading.Lock()
 _current: Instruments | None = None
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    if (found := _current) is not None:
+        found.restart_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current() -> Instruments | None:

@@ -180,7 +180,11 @@ def _validate(where: str, options: BreakerOptions) -> _Options:
     if minimum_calls > window:
         raise ConfigError(f"{where}(minimum_calls={minimum_calls!r}): expected at most window={window!r}")
     reset = o["reset_timeout"]
-    if isinstance(reset, bool) or not isinstance(reset, (int, float)) or not math.isfinite(reset) or reset < 0:
+    try:
+        seconds = math.nan if isinstance(reset, bool) or not isinstance(reset, (int, float)) else float(reset)
+    except OverflowError:  # an int beyond a float's range
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:  # NaN fails too
         raise ConfigError(f"{where}(reset_timeout={reset!r}): expected a finite number of seconds >= 0")
     failures = o["counts_as_failure"]
     is_predicate = callable(failures) and not isinstance(failures, type)
@@ -190,7 +194,7 @@ def _validate(where: str, options: BreakerOptions) -> _Options:
         failure_ratio=None if ratio is None else float(ratio),
         window=window,
         minimum_calls=minimum_calls,
-        reset_timeout=float(reset),
+        reset_timeout=seconds,
         half_open_max_calls=_count(where, "half_open_max_calls", o["half_open_max_calls"]) or 1,
         success_threshold=_count(where, "success_threshold", o["success_threshold"]) or 1,
         failure_types=() if predicate is not None else _exception_types(where, "counts_as_failure", failures),
@@ -540,6 +544,10 @@ def circuit_breaker(
         ...     return [query]
     """
     if callable(name):
+        if options:
+            raise ConfigError(
+                f"@circuit_breaker(name={name!r}, ...): expected a name; bare @circuit_breaker takes none"
+            )
         return CircuitBreaker(_function_name(name))(name)
     where = "@circuit_breaker"
     fixed_name = None if name is None else _check_breaker_name(where, name)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
 from rfobs.exceptions import ConfigError
+from rfobs.instrument._operation import check_name
 from rfobs.instrument.breaker import CircuitBreaker
 from rfobs.instrument.ratelimit import RateLimiter
 from rfobs.instrument.retry import RetryPolicy
@@ -106,6 +107,9 @@ def instrument(
         ... async def search(query: str) -> list[str]:
         ...     return [query]
     """
+    agent = check_name("agent", agent, "instrument")
+    if name is not None:
+        name = check_name("name", name, "instrument")
     retry_policy, timeout_policy = _retry(retry), _timeout(timeout)
     rate = _check_rate_limit(rate_limit)
     breaker = _check_breaker(breaker)

@@ -43,9 +43,13 @@ _MODES: Final = ("wait", "reject")
 
 
 def _number(owner: str, argument: str, value: object, allowed: str, ok: Callable[[float], bool]) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
+    try:
+        number = math.nan if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+    except OverflowError:  # an int beyond a float's range
+        number = math.nan
+    if not ok(number):
         raise ConfigError(f"{owner}({argument}={value!r}): expected {allowed}")
-    return float(value)
+    return number
 
 
 def _finite_positive(x: float) -> bool:

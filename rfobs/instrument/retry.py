@@ -260,7 +260,9 @@ class RetryPolicy:
     header), the next attempt waits `max(computed delay, hint)`, even past `max_delay`: retrying before the
     server said it would accept the call only earns another refusal. If that wait would carry the next attempt
     past `max_total_time`, the policy gives up at once (outcome `exhausted`). Without `max_total_time` the hint
-    is honoured in full, so set one when a server might ask for minutes.
+    is honoured in full, so set one when a server might ask for minutes. A hint is untrusted input: one that is
+    not a finite number of seconds from 0 to one day (`MAX_WAIT`), or an HTTP-date within a day of now, is
+    ignored (see `retry_after_hint`), and no wait, whatever its source, exceeds one day.
 
     **Telemetry** (only once an SDK is installed). On the *enclosing* span (the current one, e.g. the `@task`
     around the call; no span of its own): an event `retry` per failed attempt that will be retried, with
@@ -278,8 +280,8 @@ class RetryPolicy:
     Args:
         max_attempts: Attempts in all, including the first (>= 1).
         strategy: Delay growth: `"exponential"`, `"linear"`, `"fixed"` or `"fibonacci"` (see `Backoff`).
-        base_delay: Seconds; the first delay before jitter.
-        max_delay: Seconds; cap of the computed delay (a Retry-After hint may exceed it).
+        base_delay: Seconds; the first delay before jitter (at most one day).
+        max_delay: Seconds; cap of the computed delay, at most one day (a Retry-After hint may exceed it).
         jitter: `"none"`, `"full"` (uniform in `[0, d)`) or `"equal"` (uniform in `[d/2, d)`).
         max_total_time: Seconds; no attempt starts later than this after the first one started. None: no limit.
             Attempts themselves are not interrupted (that is `@timeout`'s job).
@@ -300,8 +302,9 @@ class RetryPolicy:
             attempts run out, tenacity's `RetryError` is raised, as there is no error to re-raise.
 
     Raises:
-        ConfigError: An invalid argument (`max_attempts < 1`, a negative or NaN delay, `max_delay < base_delay`,
-            an unknown strategy or jitter, a non-exception type in `retry_on`, ...), at construction.
+        ConfigError: An invalid argument (`max_attempts < 1`, a negative, NaN or over-a-day delay,
+            `max_delay < base_delay`, an unknown strategy or jitter, a non-exception type in `retry_on`, ...), at
+            construction.
     """
 
     def __init__(self, **options: Unpack[RetryOptions]) -> None:

@@ -7,7 +7,9 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
+from rfobs.instrument._attributes import check_attributes
 from rfobs.instrument._capture import input_capturer, output_capturer
 from rfobs.instrument._operation import Operation, check_name
 from rfobs.instrument._wrap import wrap
@@ -57,7 +59,12 @@ def task(
         name: The task's name; defaults to the function's name.
         capture_args: Record the arguments (`rfobs.input`) and the result (`rfobs.output`) on the span,
             truncated and with secret-looking values replaced by `***`.
-        attributes: Constant span attributes added to every call.
+        attributes: Constant span attributes added to every call: non-empty string names; values str, bool,
+            int or float, or a list or tuple of one of those types.
+
+    Raises:
+        ConfigError: An empty name, or an attribute the OpenTelemetry SDK would drop (None, a dict, a mixed
+            list, ...), at decoration, naming the attribute and its value.
 
     Example:
         >>> @task("researcher", "search")
@@ -65,6 +72,8 @@ def task(
         ...     return [query]
     """
     if callable(agent):
+        if name is not None or capture_args or attributes is not None:
+            raise ConfigError(f"@task(agent={agent!r}, ...): expected the agent's name; bare @task takes no arguments")
         return _task_decorator("agent", None, None, False, "invoke_agent", "AGENT", "task")(agent)
     return _task_decorator(agent, name, attributes, capture_args, "invoke_agent", "AGENT", "task")
 
@@ -82,7 +91,10 @@ def tool(
         name: The tool's name; defaults to the function's name.
         agent: The agent that owns the tool (metric label).
         capture_args: Record arguments and result on the span, truncated and scrubbed.
-        attributes: Constant span attributes added to every call.
+        attributes: Constant span attributes added to every call (as for `@task`).
+
+    Raises:
+        ConfigError: An empty name or an invalid attribute, at decoration.
     """
     return _task_decorator(agent, name, attributes, capture_args, "execute_tool", "TOOL", "tool")
 
@@ -99,6 +111,7 @@ def _task_decorator(
     agent = check_name("agent", agent, decorator)
     if name is not None:
         name = check_name("name", name, decorator)
+    constant = check_attributes(attributes, decorator)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         task_name = (
@@ -110,7 +123,7 @@ def _task_decorator(
             t.OPENINFERENCE_KIND: kind,
             t.RFOBS_AGENT: agent,
             t.RFOBS_TASK: task_name,
-            **(attributes or {}),
+            **constant,
         }
         if decorator == "tool":
             span_attributes[t.GEN_AI_TOOL_NAME] = task_name
@@ -160,18 +173,22 @@ def api_call(
         service: The API's name, such as "arxiv" (a metric label: keep it bounded).
         endpoint: The operation, such as "search"; defaults to the function's name. Never put ids in it.
         capture_args: Record arguments and result on the span, truncated and scrubbed.
-        attributes: Constant span attributes added to every call.
+        attributes: Constant span attributes added to every call (as for `@task`).
+
+    Raises:
+        ConfigError: An empty name or an invalid attribute, at decoration.
     """
     service = check_name("service", service, "api_call")
     if endpoint is not None:
         endpoint = check_name("endpoint", endpoint, "api_call")
+    constant = check_attributes(attributes, "api_call")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         endpoint_name = endpoint or getattr(func, "__name__", "call")
         spec = Operation(
             f"{service}.{endpoint_name}",
             SpanKind.CLIENT,
-            {t.RFOBS_SERVICE: service, t.RFOBS_ENDPOINT: endpoint_name, **(attributes or {})},
+            {t.RFOBS_SERVICE: service, t.RFOBS_ENDPOINT: endpoint_name, **constant},
             {"service": service, "endpoint": endpoint_name},
             _api_metrics,
             on_result=_http_status_ok,

@@ -11,13 +11,13 @@ A plain function cannot be interrupted from outside in Python. `@timeout` runs i
 per call and waits up to the limit; on expiry the caller gets `TimeoutExceeded` at once while the thread runs on
 to completion and its result (or exception) is discarded. The caller's `contextvars` (and with them the
 OpenTelemetry context) are copied into the thread, so spans started there nest under the caller's span.
+Threads left running past their deadline are counted and capped (`_workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import math
 import threading
 from collections import deque
@@ -31,7 +31,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from opentelemetry import trace
 
 from rfobs.exceptions import ConfigError, TimeoutExceeded
-from rfobs.instrument import _deadline
+from rfobs.instrument import _deadline, _workers
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._wrap import wrap_policy
 
@@ -42,14 +42,24 @@ R = TypeVar("R")
 Decorator = Callable[[Callable[P, R]], Callable[P, R]]
 
 _UNNAMED: Final = "timeout"
+MAX_SECONDS: Final = 365 * 86_400.0
+"""The longest limit (a year): waits far beyond it overflow `threading.Event.wait`."""
 
 
 def _check_seconds(seconds: object, where: str) -> float:
     if callable(seconds):
-        raise ConfigError(f"{where} needs a limit in seconds, got the function {seconds!r}: did you mean {where}(30)?")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{where}(seconds={seconds!r}): expected a finite number of seconds > 0")
-    return float(seconds)
+        raise ConfigError(
+            f"{where}(seconds={seconds!r}) needs a limit in seconds, not a function: did you mean {where}(30)?"
+        )
+    try:
+        limit = math.nan if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) else float(seconds)
+    except OverflowError:  # an int beyond a float's range
+        limit = math.nan
+    if not 0 < limit <= MAX_SECONDS:  # NaN fails too
+        raise ConfigError(
+            f"{where}(seconds={seconds!r}): expected a finite number of seconds > 0 and <= {MAX_SECONDS:g}"
+        )
+    return limit
 
 
 def _check_name(name: object, where: str) -> str | None:
@@ -70,6 +80,14 @@ class Timeout:
     cannot stop a thread); it runs to completion and its result or exception is discarded. A sync function
     called on an event loop's thread blocks that loop until it finishes or the limit passes.
 
+    Abandoned threads are capped: while `timeouts.max_abandoned_threads` (default 64) threads of calls that
+    timed out are still running, a sync call is refused at once with `TimeoutExceeded` (its `reason` says so)
+    instead of starting another thread, so a dependency that never answers cannot exhaust the process's
+    threads. A refusal is an ordinary `TimeoutExceeded`: `@retry` retries it after its backoff, by which time
+    threads may have returned. The gauge `timeout_abandoned_threads` shows how many are running. Calls in
+    flight when the cap is reached may still time out, so at most the cap plus the calls running at that
+    moment are ever abandoned.
+
     On expiry the current span gets status ERROR and a `timeout` event (operation, limit). Every call that
     finishes or expires is measured in `timeout_operation_duration_seconds{operation, outcome}`: `timed_out` at
     the deadline, `completed` for any finish before it, including a finish by raising an exception. A call
@@ -78,12 +96,12 @@ class Timeout:
     The object holds no per-call state: one instance may serve any number of threads and tasks at once.
 
     Args:
-        seconds: The limit, a finite number > 0.
+        seconds: The limit, a finite number > 0 and at most a year.
         name: The operation's name (a metric label: keep it bounded). As a decorator, defaults to the
             function's name; used directly without a name, the operation is called "timeout".
 
     Raises:
-        ConfigError: `seconds` is not a finite number > 0, or `name` is empty.
+        ConfigError: `seconds` is not a finite number > 0 and at most a year, or `name` is empty.
 
     Example:
         >>> fetch_limit = Timeout(2.5, "fetch")
@@ -133,17 +151,22 @@ class Timeout:
         """Run the plain function `func(*args, **kwargs)` in a worker thread and wait at most `seconds`.
 
         Raises:
-            TimeoutExceeded: The limit passed first. The worker thread keeps running; its outcome is discarded.
+            TimeoutExceeded: The limit passed first (the worker thread keeps running; its outcome is discarded),
+                or the call was refused without starting because `timeouts.max_abandoned_threads` abandoned
+                threads are still running (then `reason` says so).
         """
+        if (refused := _workers.refusal()) is not None:
+            raise TimeoutExceeded(self._operation, self._seconds, reason=refused)
         instruments = t.current()
         start = perf_counter()
         token = _deadline.enter(self._seconds)  # copied into the worker with the rest of the context
         try:
-            worker = _Worker(func, args, kwargs or {})
+            worker = _workers.Worker(func, args, kwargs or {})
         finally:
             _deadline.leave(token)
-        threading.Thread(target=worker.run, name=f"rfobs-timeout-{self._operation}", daemon=True).start()
+        worker.start(f"rfobs-timeout-{self._operation}")
         if not worker.done.wait(self._seconds):
+            worker.abandon()
             self._expired(instruments, start)
             raise TimeoutExceeded(self._operation, self._seconds)
         self._finished(instruments, start)
@@ -216,27 +239,6 @@ class Timeout:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(t.TIMEOUT_EVENT, self._event)
-
-
-class _Worker:
-    """One sync call run in its own thread; the caller reads the outcome once `done` is set."""
-
-    __slots__ = ("_args", "_context", "_func", "_kwargs", "done", "error", "result")
-
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._func, self._args, self._kwargs = func, args, kwargs
-        self._context = contextvars.copy_context()
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._context.run(self._func, *self._args, **self._kwargs)
-        except BaseException as error:  # handed to the caller, who re-raises it
-            self.error = error
-        finally:
-            self.done.set()
 
 
 class _Scope:
