@@ -150,21 +150,31 @@ class Telemetry:
             True when the process may die now; False when the signal interrupted this thread's own shutdown
             (a worker's exit flush, say), which then finishes and dies by SIGTERM itself.
         """
+        if self._shut and self._shutting_down_in is threading.current_thread():
+            self._sigterm_pending = True
+            return False
+        # In a thread of its own: the signal may have interrupted this thread while it held a lock the work needs
+        # (a span's, the queue's). The work then waits until the deadline, and the process dies all the same.
+        worker = threading.Thread(target=self._end_spans_and_shut_down, name="rfobs-sigterm", daemon=True)
+        worker.start()
+        worker.join(self.settings.sdk.shutdown_timeout + 0.5)
+        return True
+
+    def _end_spans_and_shut_down(self) -> None:
         if (processor := self._pipeline.span_processor) is not None:
             processor.end_open_spans("SIGTERM")
-        with _lock:
-            in_progress = self._shut
-        if not in_progress:
-            self.shutdown()
-            return True
-        self._sigterm_pending = True
-        if self._shutting_down_in is threading.current_thread():
-            return False
+        self.shutdown()  # returns at once when another thread is shutting down: then wait for that one
         self._shut_down.wait(self.settings.sdk.shutdown_timeout)
-        return True
 
     def _after_fork_in_child(self) -> None:
         """A forked child keeps the pipeline but not the parent's data, servers or endpoints (see `_process`)."""
+        # A shutdown the parent had in progress in another thread does not go on in the child: SIGTERM must not
+        # wait for it there.
+        self._shutting_down_in = None
+        self._shut_down = threading.Event()
+        if self._shut:
+            self._shut_down.set()
+        self._sigterm_pending = False
         pipeline = self._pipeline
         kept: list[tuple[Callable[[], None], Callable[[], None] | None]] = []
         for close, release in pipeline.closers:
