@@ -123,3 +123,24 @@ def test_a_server_that_restores_the_default_and_re_raises_still_delivers(tmp_pat
     assert run.returncode == -signal.SIGTERM, run.stderr
     assert run.names() == ["worker.job"]
     assert list((tmp_path / "targets").glob("*.json")) == []  # withdrawn at SIGTERM: no dead target left
+
+
+def test_sigterm_inside_a_locked_span_still_dies_within_the_deadline(tmp_path: Path) -> None:
+    # The signal handler runs in the interrupted thread; if that thread held a lock the handler's work needs (here
+    # the running span's own), doing the work inline would deadlock. The process must still die, in time.
+    run = _terminate_while_running(
+        tmp_path,
+        """
+        from opentelemetry import trace
+        rfobs.init(**{**SETTINGS, "sdk__shutdown_timeout": 2.0})
+
+        @rfobs.task("worker", "locked")
+        def locked():
+            trace.get_current_span()._lock.acquire()  # as if interrupted inside set_attribute()
+            print("ready", flush=True)
+            time.sleep(60)
+
+        locked()
+        """,
+    )
+    assert run.returncode == -signal.SIGTERM
