@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stop_serving(server: WSGIServer, host: str, port: int) -> None:
+    """`server.shutdown()` without its wait of up to half a second for the serving loop to poll again.
+
+    The loop checks for shutdown only when its `select()` returns; a connection of our own makes it return now.
+    """
+    stopping = threading.Thread(target=server.shutdown, name="rfobs-metrics-stop", daemon=True)
+    stopping.start()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # connect where it listens
+    for _ in range(20):  # the first wake-up may come before shutdown() has raised its flag
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.1):
+            pass
+        stopping.join(0.02)
+        if not stopping.is_alive():
+            return
+    stopping.join(1.0)
+
+
 class MetricsEndpoint:
     """`/metrics` for one registry, served by `prometheus_client`'s HTTP server in a daemon thread.
 
@@ -124,7 +142,7 @@ class MetricsEndpoint:
         if target is not None:
             target.remove()
         if server is not None:
-            server.shutdown()
+            _stop_serving(server, self.host, self.port)
             server.server_close()
         if thread is not None:
             thread.join(1.0)
