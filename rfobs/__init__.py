@@ -19,9 +19,8 @@ from rfobs.instrument.llm import llm_call
 from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
 
 if TYPE_CHECKING:
-    from rfobs._secrets import add_secret_pattern
     from rfobs._settings_model import Settings
-    from rfobs.config import load_config
+    from rfobs.config import add_secret_pattern, load_config
     from rfobs.health import HealthChecker
     from rfobs.health.setup import get_advanced_health_checker
     from rfobs.health.startup import validate_startup_environment
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 
 _LAZY: dict[str, str] = {
     "Settings": "rfobs._settings_model",
-    "add_secret_pattern": "rfobs._secrets",
+    "add_secret_pattern": "rfobs.config",
     "load_config": "rfobs.config",
     "LoadTestConfig": "rfobs.perf",
     "benchmark": "rfobs.perf",

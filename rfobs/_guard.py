@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from rfobs import _state
+
 __all__ = ["count", "internal_error", "observe"]
 
 _log = logging.getLogger("rfobs")
@@ -40,6 +42,16 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _forget() -> None:
+    global _count
+    with _lock:
+        _count = 0
+        _logged.clear()
+
+
+_state.on_reset(_forget)
 
 
 def count() -> int:

@@ -12,6 +12,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Final
 
+from rfobs import _state
+
 __all__ = ["Limits", "configure_limits", "current_limits", "stack_trace", "truncate"]
 
 # Where a cut may move back to, so it never splits a word: a secret cut in two could leave a first part the
@@ -35,6 +37,9 @@ _current = Limits()
 def current_limits() -> Limits:
     """The limits in effect."""
     return _current
+
+
+_state.on_reset(lambda: configure_limits(Limits()))
 
 
 def configure_limits(limits: Limits) -> None:

@@ -12,15 +12,15 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+from rfobs import _state
 from rfobs._scrubber import REDACTED, is_secret_key, secret_spans
 
 __all__ = [
     "REDACTED",
     "Secret",
-    "add_secret_pattern",
+    "add_pattern",
     "compile_secret_pattern",
     "is_secret_key",
-    "parse_scrub_patterns",
     "redact",
     "redact_mapping",
     "redact_url",
@@ -113,28 +113,14 @@ def _replace_user_match(match: re.Match[str]) -> str:
     return whole[: start - offset] + REDACTED + whole[end - offset :]
 
 
-def add_secret_pattern(pattern: str) -> None:
-    r"""Also scrub text matching `pattern`, a regular expression, wherever rfobs scrubs.
-
-    That is span names and attributes, events, log lines and records, metric labels, health responses and
-    config output, from now on and for the life of the process (`sdk.scrub_patterns` does the same from the
-    settings). The whole match becomes `***`; when the pattern has a group named `secret`, only that group
-    does, e.g. `r"acme-id=(?P<secret>[0-9a-f]{32})"`.
-
-    Write patterns that cannot backtrack far: a literal prefix and bounded runs (`acme_[A-Za-z0-9]{32}`).
-    A pattern is refused when it does not compile, matches the empty string, or repeats a group that itself
-    holds a variable repeat or an alternation (`(a+)+`, `(a|ab)*`), which can take exponential time.
+def add_pattern(pattern: str) -> None:
+    """Scrub matches of `pattern` too, for the life of the process (public as `rfobs.add_secret_pattern`).
 
     Raises:
-        ConfigError: The pattern is refused (the message says why).
+        ValueError: The pattern is refused (see `compile_secret_pattern`).
     """
-    from rfobs.exceptions import ConfigError
-
     global _added
-    try:
-        compiled = compile_secret_pattern(pattern)
-    except ValueError as error:
-        raise ConfigError(f"add_secret_pattern({pattern!r}): {error}") from None
+    compiled = compile_secret_pattern(pattern)
     with _lock:
         _added = (*_added, compiled)
 
@@ -145,6 +131,10 @@ def set_configured_patterns(patterns: Iterable[str]) -> None:
     compiled = tuple(compile_secret_pattern(pattern) for pattern in patterns)
     with _lock:
         _configured = compiled
+
+
+# Patterns from settings go with the settings; those added in code (`add_secret_pattern`) stay.
+_state.on_reset(lambda: set_configured_patterns(()))
 
 
 def compile_secret_pattern(pattern: str) -> re.Pattern[str]:
@@ -198,19 +188,6 @@ def _backtracking_problem(pattern: str) -> str | None:
             if any(o in variable and (o == constants.BRANCH or a[0] != a[1]) for o, a in inner):
                 return "repeats a group holding a variable repeat or an alternation: it can backtrack exponentially"
     return None
-
-
-def parse_scrub_patterns(value: object) -> tuple[str, ...]:
-    """The settings parser of `sdk.scrub_patterns`: a list of regular expressions, each checked as above."""
-    from rfobs._settings_parsers import Invalid, strings
-
-    patterns: tuple[str, ...] = strings(value)
-    for pattern in patterns:
-        try:
-            compile_secret_pattern(pattern)
-        except ValueError as error:
-            raise Invalid(f"regular expressions usable as scrub patterns ({pattern!r} {error})") from None
-    return patterns
 
 
 def redact(value: object, key: str = "") -> object:

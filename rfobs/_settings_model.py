@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Final, cast
 
 from rfobs import _settings_parsers as parsers
-from rfobs._secrets import Secret, parse_scrub_patterns
+from rfobs._secrets import Secret
 from rfobs._settings_parsers import Invalid, Parser
 
 __all__ = [
@@ -176,7 +176,7 @@ class SdkSettings:
     """Seconds `shutdown()` and the exit-time flush may take in all."""
     handle_sigterm: bool = _setting(True, parsers.boolean)
     """On SIGTERM, end open spans, flush, then die as SIGTERM does (only when no other handler is installed)."""
-    scrub_patterns: tuple[str, ...] = _setting((), parse_scrub_patterns)
+    scrub_patterns: tuple[str, ...] = _setting((), parsers.scrub_patterns)
     """More secrets to scrub: regular expressions whose matches become `***` (see `rfobs.add_secret_pattern`)."""
 
 

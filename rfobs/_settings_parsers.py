@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, cast
 
-from rfobs._secrets import Secret
+from rfobs._secrets import Secret, compile_secret_pattern
 
 __all__ = [
     "Invalid",
@@ -33,6 +33,7 @@ __all__ = [
     "optional",
     "otlp_headers",
     "pairs",
+    "scrub_patterns",
     "secret_pairs",
     "string",
     "strings",
@@ -312,3 +313,14 @@ def unresolvable(address: str) -> str | None:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         return f"an IP address, localhost, or a host name that resolves here (looking it up failed: {reason})"
     return None
+
+
+def scrub_patterns(value: object) -> tuple[str, ...]:
+    """The settings parser of `sdk.scrub_patterns`: a list of regular expressions, each checked as above."""
+    patterns: tuple[str, ...] = strings(value)
+    for pattern in patterns:
+        try:
+            compile_secret_pattern(pattern)
+        except ValueError as error:
+            raise Invalid(f"regular expressions usable as scrub patterns ({pattern!r} {error})") from None
+    return patterns

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from rfobs import _secrets
 from rfobs._secrets import REDACTED, Secret, is_secret_key, redact, redact_url, scrub_text
 from rfobs._settings_model import ENVIRONMENTS, GROUPS, Invalid, Settings, check_relations
 from rfobs.exceptions import ConfigError, ConfigProblem
@@ -34,7 +35,7 @@ from rfobs.exceptions import ConfigError, ConfigProblem
 if TYPE_CHECKING:
     from dynaconf import Dynaconf  # pyright: ignore[reportMissingTypeStubs]
 
-__all__ = ["describe_settings", "load_config"]
+__all__ = ["add_secret_pattern", "describe_settings", "load_config"]
 
 DEFAULT_SETTINGS_FILES: Final = ("settings.toml", "settings.yaml", ".secrets.toml")
 _ENV_PREFIX: Final = "RFOBS_"
@@ -427,3 +428,24 @@ def _shown_url(url: str) -> str:
         return scrub_text(redact_url(url))  # the query may hold secrets too (`?token=`, `sig=`)
     except ValueError:
         return REDACTED  # unparsable, and may carry credentials
+
+
+def add_secret_pattern(pattern: str) -> None:
+    r"""Also scrub text matching `pattern`, a regular expression, wherever rfobs scrubs.
+
+    That is span names and attributes, events, log lines and records, metric labels, health responses and
+    config output, from now on and for the life of the process (`sdk.scrub_patterns` does the same from the
+    settings). The whole match becomes `***`; when the pattern has a group named `secret`, only that group
+    does, e.g. `r"acme-id=(?P<secret>[0-9a-f]{32})"`.
+
+    Write patterns that cannot backtrack far: a literal prefix and bounded runs (`acme_[A-Za-z0-9]{32}`).
+    A pattern is refused when it does not compile, matches the empty string, or repeats a group that itself
+    holds a variable repeat or an alternation (`(a+)+`, `(a|ab)*`), which can take exponential time.
+
+    Raises:
+        ConfigError: The pattern is refused (the message says why).
+    """
+    try:
+        _secrets.add_pattern(pattern)
+    except ValueError as error:
+        raise ConfigError(f"add_secret_pattern({pattern!r}): {error}") from None

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rfobs import _process
+from rfobs import _process, _state
 from rfobs._pipeline import Pipeline, build_pipeline, installed, serve_metrics
 from rfobs._settings_model import Settings
 from rfobs.config import load_config
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
     from opentelemetry.trace import Tracer
 
-    from rfobs.health.checker import HealthChecker
 
-__all__ = ["Telemetry", "active_health_checker", "flush", "get_settings", "init", "shutdown"]
+__all__ = ["Telemetry", "active", "flush", "get_settings", "init", "shutdown"]
 
 _log = logging.getLogger("rfobs")
 _lock = threading.Lock()
@@ -110,6 +109,7 @@ class Telemetry:
             self._shutting_down_in = threading.current_thread()
             if _active is self:
                 _active = None
+                _state.deactivate()
         atexit.unregister(self._exit_flush)
         deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
         # Closing the /metrics and health servers waits for their loops (up to 0.5 s): overlap it with the flushes.
@@ -229,7 +229,17 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
         _refuse_reinit()
         settings = load_config(env, overrides=overrides)
         _workers.set_max_abandoned_threads(settings.timeouts.max_abandoned_threads)
+        # Filled before the providers exist: the decorators read the namespace as soon as they see them.
+        _state.activate(_state.ActiveState(settings=settings, namespace=settings.metrics.namespace))
         _active = Telemetry(settings, build_pipeline(settings))
+        _state.activate(
+            _state.ActiveState(
+                settings=settings,
+                namespace=settings.metrics.namespace,
+                health_checker=_active.health,
+                prometheus_registry=_active.prometheus_registry,
+            )
+        )
         return _active
 
 
@@ -269,31 +279,21 @@ def active() -> Telemetry | None:
     return _active
 
 
-def active_settings() -> Settings | None:
-    """The settings of the active `init()`, or None before it."""
-    handle = _active
-    return handle.settings if handle is not None else None
-
-
-def active_health_checker() -> HealthChecker | None:
-    """The health checker of the active `init()`, or None before it (or with `health.enabled` off)."""
-    handle = _active
-    return handle.health if handle is not None else None
-
-
 def get_settings() -> Settings:
     """The settings in effect: those of the active `init()`, else freshly loaded ones."""
     handle = _active
     return handle.settings if handle is not None else load_config()
 
 
-# Only rfobs.testing calls this, which pyright cannot see from here.
-def _reset_for_tests() -> None:  # pyright: ignore[reportUnusedFunction]
-    """Shut down and forget the active handle (used by `rfobs.testing`)."""
+def _forget_active() -> None:
+    """Part of `rfobs._state.reset()`: shut down and forget the active handle."""
     global _active
     handle, _active = _active, None
     if handle is not None:
         handle.shutdown(timeout=1.0)
+
+
+_state.on_reset(_forget_active)
 
 
 def _start(action: Callable[[], object]) -> threading.Thread:

@@ -174,9 +174,9 @@ def reset_global_telemetry() -> None:
     from opentelemetry.metrics import _internal as metrics_internal
     from opentelemetry.util._once import Once
 
-    from rfobs import sdk
+    from rfobs import _state
 
-    sdk._reset_for_tests()  # pyright: ignore[reportPrivateUsage]
+    _state.reset()
     trace._TRACER_PROVIDER_SET_ONCE = Once()  # pyright: ignore[reportPrivateUsage]
     trace._TRACER_PROVIDER = None  # pyright: ignore[reportPrivateUsage]
     metrics_internal._METER_PROVIDER_SET_ONCE = Once()  # pyright: ignore[reportPrivateUsage]

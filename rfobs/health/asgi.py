@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rfobs import _guard
 from rfobs.exceptions import ConfigError
@@ -131,8 +131,6 @@ def metrics_asgi_app(registry: CollectorRegistry | None = None) -> ASGIApp:
 def _active_registry() -> CollectorRegistry:
     from prometheus_client import REGISTRY
 
-    from rfobs import sdk
+    from rfobs import _state
 
-    handle = sdk.active()
-    registry = handle.prometheus_registry if handle is not None else None
-    return registry or REGISTRY
+    return cast("CollectorRegistry", _state.current().prometheus_registry or REGISTRY)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
+from rfobs import _state
 from rfobs.health.checker import HealthChecker
 
 if TYPE_CHECKING:
@@ -21,6 +22,15 @@ PROBE_SHARE: Final = 0.8
 
 _default_lock = threading.Lock()
 _default: HealthChecker | None = None
+
+
+def _forget_default() -> None:
+    global _default
+    with _default_lock:
+        _default = None
+
+
+_state.on_reset(_forget_default)
 
 
 def build_health_checker(settings: Settings) -> HealthChecker:
@@ -100,21 +110,11 @@ def get_advanced_health_checker() -> HealthChecker:
         ConfigError: No `init()` checker, and the settings are invalid.
     """
     global _default
-    from rfobs.sdk import active_health_checker
-
-    if (active := active_health_checker()) is not None:
-        return active
+    if (active := _state.current().health_checker) is not None:
+        return cast("HealthChecker", active)
     with _default_lock:
         if _default is None:
             from rfobs.config import load_config
 
             _default = build_health_checker(load_config())
         return _default
-
-
-# Only tests call this, which pyright cannot see from here.
-def _reset_for_tests() -> None:  # pyright: ignore[reportUnusedFunction]
-    """Forget the process-wide default checker."""
-    global _default
-    with _default_lock:
-        _default = None

@@ -38,14 +38,15 @@ def validate_startup_environment(env: str | None = None) -> HealthReport:
         >>> import rfobs
         >>> report = rfobs.validate_startup_environment()  # doctest: +SKIP
     """
-    from rfobs.sdk import active_health_checker, active_settings
+    from rfobs import _state
 
-    checker = active_health_checker() if env is None else None
+    active = _state.current()
+    checker = active.health_checker if env is None else None
     if checker is None:
         from rfobs.config import load_config
         from rfobs.health.setup import build_health_checker
 
-        settings = active_settings() if env is None else None
+        settings = active.settings if env is None else None
         checker = build_health_checker(settings or load_config(env))
     report = run_sync(run_critical_checks(checker))
     failing = [r for r in report.checks if r.status is Status.UNHEALTHY]

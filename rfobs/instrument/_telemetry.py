@@ -19,7 +19,7 @@ from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Tracer
 
-from rfobs import _guard
+from rfobs import _guard, _state
 from rfobs.instrument import _workers
 from rfobs.instrument._deferred import DeferredHistograms
 
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 SCOPE: Final = "rfobs"
-DEFAULT_NAMESPACE: Final = "researchflow_agents"
+DEFAULT_NAMESPACE: Final = _state.DEFAULT_NAMESPACE
 
 # Span attributes: OTel GenAI semantic conventions, OpenInference, and rfobs's own.
 GEN_AI_OPERATION: Final = "gen_ai.operation.name"
@@ -350,12 +350,16 @@ def current() -> Instruments | None:
 
 def _rebuild(tracer_provider: trace.TracerProvider, meter_provider: metrics.MeterProvider) -> Instruments:
     global _current
-    from rfobs import sdk
-
     with _lock:
         found = _current
         if found is None or found.tracer_provider is not tracer_provider or found.meter_provider is not meter_provider:
-            settings = sdk.active_settings()
-            namespace = settings.metrics.namespace if settings is not None else DEFAULT_NAMESPACE
-            found = _current = Instruments(tracer_provider, meter_provider, namespace)
+            found = _current = Instruments(tracer_provider, meter_provider, _state.current().namespace)
         return found
+
+
+def _forget() -> None:
+    global _current
+    _current = None
+
+
+_state.on_reset(_forget)

@@ -17,6 +17,7 @@ from typing import Any, Final, cast
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from rfobs import _state
 from rfobs.exceptions import ConfigError
 
 __all__ = [
@@ -48,6 +49,9 @@ def set_max_abandoned_threads(limit: int | None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{SETTING} = {value!r}: expected an integer >= 1")
     _limit = value
+
+
+_state.on_reset(lambda: set_max_abandoned_threads(None))
 
 
 def max_abandoned_threads() -> int:

@@ -298,11 +298,10 @@ async def load_test_async(
 
 def _report_metrics(meter_provider: Any, result: LoadTestResult, latencies: list[float]) -> None:
     """Publish the run as metrics: requests by outcome, and each request's latency."""
-    from rfobs import sdk
-    from rfobs.instrument._telemetry import DEFAULT_NAMESPACE, DURATION_BUCKETS
+    from rfobs import _state
+    from rfobs.instrument._telemetry import DURATION_BUCKETS
 
-    settings = sdk.active_settings()
-    ns = settings.metrics.namespace if settings is not None else DEFAULT_NAMESPACE
+    ns = _state.current().namespace
     meter = meter_provider.get_meter("rfobs.perf")
     counter = meter.create_counter(f"{ns}.load_test_requests", unit="1", description="Load-test requests by outcome.")
     histogram = meter.create_histogram(

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 import rfobs
-from rfobs import ConfigError, RfobsError, load_config
+from rfobs import ConfigError, RfobsError, _state, load_config
 from rfobs._settings_model import BUILT_IN_CHECKS
 from rfobs.config import describe_settings
 from rfobs.health import HealthChecker, Status
-from rfobs.health import setup as health_setup
 from rfobs.health.checks import CpuCheck, DependencyCheck, DiskCheck, LogRotationCheck, ProcessCheck
 from rfobs.health.setup import build_health_checker, get_advanced_health_checker
 from rfobs.health.startup import validate_startup_environment
@@ -37,9 +36,9 @@ CALM: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def _no_default_checker() -> Iterator[None]:
-    health_setup._reset_for_tests()  # pyright: ignore[reportPrivateUsage]
+    _state.reset()
     yield
-    health_setup._reset_for_tests()  # pyright: ignore[reportPrivateUsage]
+    _state.reset()
 
 
 # -- settings -----------------------------------------------------------------------------------------------------

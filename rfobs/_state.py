@@ -1,0 +1,77 @@
+"""Process-wide state in one place: what `rfobs.init()` set up, read by the layers below it, and one `reset()`.
+
+The decorator core, the policies and the health checks never import `rfobs.sdk`: they read the slot they need
+here, and `init()` fills the slots. Modules that keep a process-wide cache of their own (the internal error
+count, the text limits, the scrub patterns, ...) register how to forget it with `on_reset`, so that
+`reset()` (called by `rfobs.testing` between tests) is the one way back to a fresh process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from rfobs._settings_model import Settings
+
+__all__ = ["DEFAULT_NAMESPACE", "ActiveState", "activate", "current", "deactivate", "on_reset", "reset"]
+
+DEFAULT_NAMESPACE: Final = "researchflow_agents"
+"""The metric namespace before `init()` (and the default of `metrics.namespace`)."""
+
+
+@dataclass(frozen=True)
+class ActiveState:
+    """What the active `init()` set up; every field is None (or the default) before it and after shutdown.
+
+    Attributes:
+        settings: The validated settings in effect.
+        namespace: The metric namespace (`metrics.namespace`).
+        health_checker: The `rfobs.health.HealthChecker` built from the settings.
+        prometheus_registry: The `prometheus_client` registry rfobs's metrics are exposed through.
+    """
+
+    settings: Settings | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    health_checker: Any = None
+    prometheus_registry: Any = None
+
+
+_INACTIVE: Final = ActiveState()
+_current = _INACTIVE
+_resetters: list[Callable[[], None]] = []
+_lock = threading.Lock()
+
+
+def current() -> ActiveState:
+    """The state of the active `init()` (one attribute read: cheap enough for any path)."""
+    return _current
+
+
+def activate(state: ActiveState) -> None:
+    """Make `state` the active one (`rfobs.init()`)."""
+    global _current
+    _current = state
+
+
+def deactivate() -> None:
+    """Back to no active `init()` (`shutdown()`)."""
+    global _current
+    _current = _INACTIVE
+
+
+def on_reset(forget: Callable[[], None]) -> None:
+    """Register how a module forgets its process-wide state; `reset()` calls it."""
+    with _lock:
+        _resetters.append(forget)
+
+
+def reset() -> None:
+    """Forget everything rfobs keeps per process: the active state and every registered cache."""
+    deactivate()
+    with _lock:
+        resetters = list(_resetters)
+    for forget in resetters:
+        forget()
