@@ -130,7 +130,7 @@ def main() -> None:
     # Policies on a call that succeeds at once, against the peer a user would otherwise pick.
     import tenacity
 
-    from rfobs.instrument import RateLimiter, instrument
+    from rfobs.instrument import RateLimiter
 
     @rfobs.retry(max_attempts=3)
     def retry_sync() -> int:
@@ -173,7 +173,7 @@ def main() -> None:
 
     never_reached = RateLimiter(1e9, name="bench")
 
-    @instrument("bench", "stack", retry=3, timeout=5, rate_limit=never_reached, breaker="bench")
+    @rfobs.task("bench", "stack", retry=3, timeout=5, rate_limit=never_reached, breaker="bench")
     async def stack_async() -> int:
         return 1
 

@@ -4,14 +4,15 @@ Call `rfobs.init()` once at start-up; decorate agent tasks, tools, API and LLM c
 `rfobs traces` and metrics on `http://127.0.0.1:9464/metrics`.
 
 Importing rfobs loads only what the decorators need; settings, the SDK, exporters and the reliability
-policies are imported on first use (every agent pays for the import). The one-line policy stack is
-`rfobs.instrument.instrument`: the name `rfobs.instrument` is the subpackage.
+policies are imported on first use (every agent pays for the import). The reliability policies are keyword
+arguments of `@rfobs.task` (`retry=`, `timeout=`, `rate_limit=`, `breaker=`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rfobs._compat import SEED_NAMES
 from rfobs._lazy import lazy_getattr as _lazy_getattr
 from rfobs._version import __version__
 from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited, RfobsError, TimeoutExceeded
@@ -33,41 +34,31 @@ if TYPE_CHECKING:
     from rfobs.propagation import continue_trace, extract, inject, using_baggage, with_context
     from rfobs.sdk import Telemetry, flush, get_settings, init, shutdown
 
+# rfobs's own lazily loaded names, then the seed programme's (`_compat`); `track_agent_task` is loaded eagerly.
 _LAZY: dict[str, str] = {
     "Settings": "rfobs._settings_model",
     "add_secret_pattern": "rfobs.config",
-    "load_config": "rfobs.config",
-    "LoadTestConfig": "rfobs.perf",
-    "benchmark": "rfobs.perf",
-    "load_test": "rfobs.perf",
     "continue_trace": "rfobs.propagation",
     "extract": "rfobs.propagation",
     "inject": "rfobs.propagation",
     "using_baggage": "rfobs.propagation",
     "with_context": "rfobs.propagation",
     "HealthChecker": "rfobs.health",
-    "get_advanced_health_checker": "rfobs.health.setup",
-    "validate_startup_environment": "rfobs.health.startup",
     "CircuitBreaker": "rfobs.instrument.breaker",
     "circuit_breaker": "rfobs.instrument.breaker",
     "RateLimiter": "rfobs.instrument.ratelimit",
     "rate_limit": "rfobs.instrument.ratelimit",
-    "rate_limit_api_calls": "rfobs.instrument.ratelimit",
-    "rate_limit_per_user": "rfobs.instrument.ratelimit",
     "RetryPolicy": "rfobs.instrument.retry",
     "retry": "rfobs.instrument.retry",
-    "retry_api_call": "rfobs.instrument.retry",
     "Timeout": "rfobs.instrument.timeout",
     "timeout": "rfobs.instrument.timeout",
-    "timeout_after": "rfobs.instrument.timeout",
-    "timeout_api_call": "rfobs.instrument.timeout",
     "setup_logging": "rfobs.logs",
-    "setup_structured_logging": "rfobs.logs",
     "Telemetry": "rfobs.sdk",
     "get_settings": "rfobs.sdk",
     "init": "rfobs.sdk",
     "shutdown": "rfobs.sdk",
     "flush": "rfobs.sdk",
+    **{name: module for name, module in SEED_NAMES.items() if name != "track_agent_task"},
 }
 
 __all__ = [

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import rfobs
-from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy, instrument
+from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy
 from rfobs.instrument._clock import VirtualClock
 
 pytestmark = pytest.mark.usefixtures("clean_globals")
@@ -39,7 +39,7 @@ def test_metric_names_types_and_labels_on_the_metrics_endpoint(fast_waits: Virtu
     breaker = CircuitBreaker("scholar", failure_threshold=1)
     calls = 0
 
-    @instrument(
+    @rfobs.task(
         "researcher",
         "search",
         retry=RetryPolicy(max_attempts=2, base_delay=0.01, name="search"),

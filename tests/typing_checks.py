@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import assert_type
 
 import rfobs
-from rfobs.instrument import instrument
 
 
 @rfobs.task("researcher", "plan")
@@ -72,7 +71,7 @@ def bare_retry(x: int) -> int:
     return x
 
 
-@instrument("researcher", retry=3, timeout=30, rate_limit=5, breaker=True)
+@rfobs.task("researcher", retry=3, timeout=30, rate_limit=5, breaker=True)
 def stacked(x: int, *, flag: bool = False) -> float:
     return float(x)
 

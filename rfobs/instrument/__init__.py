@@ -1,4 +1,8 @@
-"""Decorators and policies: agent tasks, tools, API and LLM calls, retry, timeout, rate limiting, circuit breaking."""
+"""Decorators and policies: agent tasks, tools, API and LLM calls, retry, timeout, rate limiting, circuit breaking.
+
+Storage backends for shared limiter and breaker state (the protocols and the in-memory stores) live in
+`rfobs.instrument.backends` and `rfobs.instrument.breaker`: they concern backend authors, not agent code.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,7 @@ from rfobs.instrument.llm import llm_call, token_usage
 from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
 
 if TYPE_CHECKING:
-    from rfobs.instrument.backends import Limit, MemoryBackend, RateLimitBackend, SlidingWindow, TokenBucket
-    from rfobs.instrument.breaker import (
-        BreakerBackend,
-        BreakerOptions,
-        BreakerRecord,
-        CircuitBreaker,
-        MemoryBreakerBackend,
-        circuit_breaker,
-    )
-    from rfobs.instrument.compose import instrument
+    from rfobs.instrument.breaker import BreakerOptions, CircuitBreaker, circuit_breaker
     from rfobs.instrument.ratelimit import Adaptive, RateLimiter, rate_limit, rate_limit_api_calls, rate_limit_per_user
     from rfobs.instrument.retry import (
         Backoff,
@@ -34,18 +29,9 @@ if TYPE_CHECKING:
 
 # Policies import tenacity, asyncio and friends: loaded on first use, so `import rfobs.instrument` stays cheap.
 _LAZY: dict[str, str] = {
-    "Limit": "rfobs.instrument.backends",
-    "MemoryBackend": "rfobs.instrument.backends",
-    "RateLimitBackend": "rfobs.instrument.backends",
-    "SlidingWindow": "rfobs.instrument.backends",
-    "TokenBucket": "rfobs.instrument.backends",
-    "BreakerBackend": "rfobs.instrument.breaker",
     "BreakerOptions": "rfobs.instrument.breaker",
-    "BreakerRecord": "rfobs.instrument.breaker",
     "CircuitBreaker": "rfobs.instrument.breaker",
-    "MemoryBreakerBackend": "rfobs.instrument.breaker",
     "circuit_breaker": "rfobs.instrument.breaker",
-    "instrument": "rfobs.instrument.compose",
     "Adaptive": "rfobs.instrument.ratelimit",
     "RateLimiter": "rfobs.instrument.ratelimit",
     "rate_limit": "rfobs.instrument.ratelimit",
@@ -68,25 +54,16 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "Adaptive",
     "Backoff",
-    "BreakerBackend",
     "BreakerOptions",
-    "BreakerRecord",
     "CircuitBreaker",
-    "Limit",
-    "MemoryBackend",
-    "MemoryBreakerBackend",
-    "RateLimitBackend",
     "RateLimiter",
     "RetryOptions",
     "RetryPolicy",
-    "SlidingWindow",
     "SupportsBackoff",
     "Timeout",
-    "TokenBucket",
     "api_call",
     "circuit_breaker",
     "default_retryable",
-    "instrument",
     "llm_call",
     "rate_limit",
     "rate_limit_api_calls",

@@ -1,25 +1,23 @@
-"""`@instrument`: a traced agent task with its reliability policies, applied in the one order that makes sense.
+"""The policies of `@task(..., retry=, timeout=, rate_limit=, breaker=)`, stacked in the one order that works.
 
-From the outside in: `@task` ▸ `@retry` ▸ `@timeout` ▸ `@rate_limit` ▸ `@circuit_breaker` ▸ the function. The task
-span covers every attempt, so retry events land on it; each attempt has its own deadline; the limiter admits
-attempts (a retry waits for a slot like any call); the breaker sees every real call and refuses fast when open,
-which `@retry` does not retry.
+From the outside in: the task span ▸ retry ▸ timeout ▸ rate limit ▸ circuit breaker ▸ the function. The task span
+covers every attempt, so retry events land on it; each attempt has its own deadline; the limiter admits attempts
+(a retry waits for a slot like any call); the breaker sees every real call and refuses fast when open, which
+retry does not retry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from rfobs.exceptions import ConfigError
-from rfobs.instrument._operation import check_name
 from rfobs.instrument.breaker import CircuitBreaker
 from rfobs.instrument.ratelimit import RateLimiter
 from rfobs.instrument.retry import RetryPolicy
-from rfobs.instrument.task import task
 from rfobs.instrument.timeout import Timeout
 
-__all__ = ["instrument"]
+__all__ = ["PolicyOptions", "policy_stack"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,14 +38,14 @@ def _retry(value: object) -> RetryPolicy | None:
     if isinstance(value, Mapping):
         return RetryPolicy(**cast("Mapping[str, Any]", value))
     allowed = "a RetryPolicy, a dict of its options, a number of attempts, True or None"
-    raise ConfigError(f"@instrument(retry={value!r}): expected {allowed}")
+    raise ConfigError(f"@task(retry={value!r}): expected {allowed}")
 
 
 def _timeout(value: object) -> Timeout | None:
     if value is None or isinstance(value, Timeout):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"@instrument(timeout={value!r}): expected a Timeout, a number of seconds or None")
+        raise ConfigError(f"@task(timeout={value!r}): expected a Timeout, a number of seconds or None")
     return Timeout(value)
 
 
@@ -55,7 +53,7 @@ def _check_rate_limit(value: object) -> RateLimiter | float | None:
     if value is None or isinstance(value, RateLimiter):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"@instrument(rate_limit={value!r}): expected a RateLimiter, calls per second or None")
+        raise ConfigError(f"@task(rate_limit={value!r}): expected a RateLimiter, calls per second or None")
     RateLimiter(value)  # checks the rate now, at decoration
     return float(value)
 
@@ -63,7 +61,7 @@ def _check_rate_limit(value: object) -> RateLimiter | float | None:
 def _check_breaker(value: object) -> CircuitBreaker | str | bool | None:
     if value is None or isinstance(value, (bool, str, CircuitBreaker)):
         return value
-    raise ConfigError(f"@instrument(breaker={value!r}): expected a CircuitBreaker, a breaker name, True or None")
+    raise ConfigError(f"@task(breaker={value!r}): expected a CircuitBreaker, a breaker name, True or None")
 
 
 def _breaker(value: CircuitBreaker | str | bool | None, default_name: str) -> CircuitBreaker | None:
@@ -77,46 +75,35 @@ def _breaker(value: CircuitBreaker | str | bool | None, default_name: str) -> Ci
     return CircuitBreaker(value)
 
 
-def instrument(
-    agent: str,
-    name: str | None = None,
-    *,
-    retry: RetryPolicy | Mapping[str, Any] | int | bool | None = None,
-    timeout: Timeout | float | None = None,
-    rate_limit: RateLimiter | float | None = None,
-    breaker: CircuitBreaker | str | bool | None = None,
-    capture_args: bool = False,
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Trace an agent task and put it behind retry, timeout, rate limit and circuit breaker, in the right order.
+class PolicyOptions(TypedDict, total=False):
+    """The policy arguments `@task` takes (see `policy_stack`)."""
+
+    retry: RetryPolicy | Mapping[str, Any] | int | bool | None
+    timeout: Timeout | float | None
+    rate_limit: RateLimiter | float | None
+    breaker: CircuitBreaker | str | bool | None
+
+
+def policy_stack(**policies: Unpack[PolicyOptions]) -> Callable[[str, Callable[P, R]], Callable[P, R]]:
+    """Check the policy arguments now (at decoration) and return what stacks them on one function.
+
+    The returned callable takes the task's operation name (`"{agent}.{name}"`, which names a limiter or a breaker
+    made from a number or `True`) and the function.
 
     Args:
-        agent: The agent's name, as for `@task`.
-        name: The task's name; defaults to the function's name.
-        retry: A `RetryPolicy`, a dict of its options, a number of attempts, or True for the defaults.
-        timeout: A `Timeout` or seconds per attempt.
-        rate_limit: A `RateLimiter` (share one to share a budget) or calls per second.
-        breaker: A `CircuitBreaker` (share one to share its state), a breaker name, or True to name it after
-            the task.
-        capture_args: Record arguments and result on the task span (truncated, scrubbed).
+        **policies: `retry` (a `RetryPolicy`, a dict of its options, a number of attempts, or True for the
+            defaults), `timeout` (a `Timeout` or seconds per attempt), `rate_limit` (a `RateLimiter`, shared to
+            share a budget, or calls per second), `breaker` (a `CircuitBreaker`, shared to share its state, a
+            breaker name, or True to name it after the task).
 
     Raises:
-        ConfigError: A policy argument is invalid (at decoration time).
-
-    Example:
-        >>> @instrument("researcher", retry=3, timeout=30, rate_limit=5, breaker="arxiv")
-        ... async def search(query: str) -> list[str]:
-        ...     return [query]
+        ConfigError: A policy argument is invalid.
     """
-    agent = check_name("agent", agent, "instrument")
-    if name is not None:
-        name = check_name("name", name, "instrument")
-    retry_policy, timeout_policy = _retry(retry), _timeout(timeout)
-    rate = _check_rate_limit(rate_limit)
-    breaker = _check_breaker(breaker)
+    retry_policy, timeout_policy = _retry(policies.get("retry")), _timeout(policies.get("timeout"))
+    rate = _check_rate_limit(policies.get("rate_limit"))
+    breaker = _check_breaker(policies.get("breaker"))
 
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        task_name = name or getattr(func, "__name__", "task")
-        operation = f"{agent}.{task_name}"
+    def stack(operation: str, func: Callable[P, R]) -> Callable[P, R]:
         # A number makes a limiter (and `True` a breaker) of this function's own, named after it; pass an
         # object to share one between functions.
         limiter = rate if rate is None or isinstance(rate, RateLimiter) else RateLimiter(rate, name=operation)
@@ -124,6 +111,6 @@ def instrument(
         for policy in (_breaker(breaker, operation), limiter, timeout_policy, retry_policy):
             if policy is not None:
                 wrapped = policy(wrapped)
-        return task(agent, task_name, capture_args=capture_args)(wrapped)
+        return wrapped
 
-    return decorate
+    return stack

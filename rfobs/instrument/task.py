@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -13,6 +13,12 @@ from rfobs.instrument._attributes import check_attributes
 from rfobs.instrument._capture import input_capturer, output_capturer
 from rfobs.instrument._operation import Operation, check_name
 from rfobs.instrument._wrap import wrap
+
+if TYPE_CHECKING:
+    from rfobs.instrument.breaker import CircuitBreaker
+    from rfobs.instrument.ratelimit import RateLimiter
+    from rfobs.instrument.retry import RetryPolicy
+    from rfobs.instrument.timeout import Timeout
 
 __all__ = ["api_call", "task", "tool", "track_agent_task", "track_api_call"]
 
@@ -39,7 +45,15 @@ def _capture(func: Callable[..., Any], enabled: bool) -> dict[str, Any]:
 def task(agent: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def task(
-    agent: str, name: str | None = None, *, capture_args: bool = False, attributes: Mapping[str, Any] | None = None
+    agent: str,
+    name: str | None = None,
+    *,
+    capture_args: bool = False,
+    attributes: Mapping[str, Any] | None = None,
+    retry: RetryPolicy | Mapping[str, Any] | int | bool | None = None,
+    timeout: Timeout | float | None = None,
+    rate_limit: RateLimiter | float | None = None,
+    breaker: CircuitBreaker | str | bool | None = None,
 ) -> Decorator[P, R]: ...
 def task(
     agent: str | Callable[P, R],
@@ -47,6 +61,10 @@ def task(
     *,
     capture_args: bool = False,
     attributes: Mapping[str, Any] | None = None,
+    retry: RetryPolicy | Mapping[str, Any] | int | bool | None = None,
+    timeout: Timeout | float | None = None,
+    rate_limit: RateLimiter | float | None = None,
+    breaker: CircuitBreaker | str | bool | None = None,
 ) -> Decorator[P, R] | Callable[P, R]:
     """Trace an agent task: a span `"{agent}.{name}"`, `agent_tasks_total` and `agent_task_duration_seconds`.
 
@@ -61,21 +79,41 @@ def task(
             truncated and with secret-looking values replaced by `***`.
         attributes: Constant span attributes added to every call: non-empty string names; values str, bool,
             int or float, or a list or tuple of one of those types.
+        retry: Retry inside the task span: a `RetryPolicy`, a dict of its options, a number of attempts, or True
+            for the defaults. Each attempt is an event on the span.
+        timeout: A `Timeout` or seconds, per attempt.
+        rate_limit: A `RateLimiter` (share one to share a budget) or calls per second; admits each attempt.
+        breaker: A `CircuitBreaker` (share one to share its state), a breaker name, or True to name one after
+            the task; sees every real call.
+
+    The policies stack as task span ▸ retry ▸ timeout ▸ rate limit ▸ circuit breaker ▸ the function.
 
     Raises:
-        ConfigError: An empty name, or an attribute the OpenTelemetry SDK would drop (None, a dict, a mixed
-            list, ...), at decoration, naming the attribute and its value.
+        ConfigError: An empty name, an attribute the OpenTelemetry SDK would drop (None, a dict, a mixed list,
+            ...) or an invalid policy argument, at decoration, naming the argument and its value.
 
     Example:
-        >>> @task("researcher", "search")
+        >>> @task("researcher", "search", retry=3, timeout=30, rate_limit=5, breaker="arxiv")
         ... def search(query: str) -> list[str]:
         ...     return [query]
     """
+    policies = {"retry": retry, "timeout": timeout, "rate_limit": rate_limit, "breaker": breaker}
     if callable(agent):
-        if name is not None or capture_args or attributes is not None:
+        if name is not None or capture_args or attributes is not None or any(v is not None for v in policies.values()):
             raise ConfigError(f"@task(agent={agent!r}, ...): expected the agent's name; bare @task takes no arguments")
         return _task_decorator("agent", None, None, False, "invoke_agent", "AGENT", "task")(agent)
-    return _task_decorator(agent, name, attributes, capture_args, "invoke_agent", "AGENT", "task")
+    span = _task_decorator(agent, name, attributes, capture_args, "invoke_agent", "AGENT", "task")
+    if all(value is None for value in policies.values()):
+        return span
+    from rfobs.instrument.compose import policy_stack  # the policies load tenacity and friends: only when used
+
+    stack = policy_stack(retry=retry, timeout=timeout, rate_limit=rate_limit, breaker=breaker)
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        task_name = name or getattr(func, "__name__", None) or "task"
+        return span(stack(f"{agent}.{task_name}", func))
+
+    return decorate
 
 
 def tool(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import rfobs
-from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy, instrument
+from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy
 from rfobs.instrument._clock import VirtualClock
 from rfobs.testing import Capture
 
@@ -20,7 +20,7 @@ def points(capture: Capture, name: str) -> dict[tuple[Any, ...], Any]:
 def test_the_one_line_stack_retries_inside_one_task_span(capture: Capture, fast_waits: VirtualClock) -> None:
     calls = 0
 
-    @instrument(
+    @rfobs.task(
         "researcher",
         "search",
         retry=RetryPolicy(max_attempts=3, base_delay=0.5, jitter="none", name="search"),
@@ -96,22 +96,22 @@ def test_hand_stacked_decorators_and_an_open_breaker_is_not_retried(capture: Cap
 @pytest.mark.parametrize(
     ("argument", "value", "message"),
     [
-        ("retry", "three", r"@instrument\(retry='three'\)"),
-        ("timeout", "soon", r"@instrument\(timeout='soon'\)"),
-        ("rate_limit", "fast", r"@instrument\(rate_limit='fast'\)"),
-        ("breaker", 3, r"@instrument\(breaker=3\)"),
+        ("retry", "three", r"@task\(retry='three'\)"),
+        ("timeout", "soon", r"@task\(timeout='soon'\)"),
+        ("rate_limit", "fast", r"@task\(rate_limit='fast'\)"),
+        ("breaker", 3, r"@task\(breaker=3\)"),
         ("timeout", -1, r"seconds=-1"),
     ],
 )
 def test_bad_stack_arguments_fail_at_decoration(argument: str, value: Any, message: str) -> None:
     with pytest.raises(rfobs.ConfigError, match=message):
-        instrument("researcher", **{argument: value})
+        rfobs.task("researcher", **{argument: value})
 
 
 def test_a_hanging_dependency_opens_the_breaker_inside_a_timeout() -> None:
     breaker = CircuitBreaker("hangs", failure_threshold=3, reset_timeout=60)
 
-    @instrument("researcher", "hang", timeout=0.02, breaker=breaker)
+    @rfobs.task("researcher", "hang", timeout=0.02, breaker=breaker)
     async def hang() -> None:
         await asyncio.sleep(10)
 
@@ -136,7 +136,7 @@ def test_a_sync_call_finishing_after_its_timeout_counts_as_a_breaker_failure() -
     breaker = CircuitBreaker("slow", failure_threshold=2, reset_timeout=60)
     finished = threading.Event()
 
-    @instrument("researcher", "slow", timeout=0.02, breaker=breaker)
+    @rfobs.task("researcher", "slow", timeout=0.02, breaker=breaker)
     def slow() -> None:
         time.sleep(0.1)
         finished.set()
@@ -151,7 +151,7 @@ def test_a_sync_call_finishing_after_its_timeout_counts_as_a_breaker_failure() -
 
 
 def test_a_rate_given_as_a_number_is_a_limiter_of_each_function_named_after_it(capture: Capture) -> None:
-    stack = instrument("researcher", rate_limit=1000)
+    stack = rfobs.task("researcher", rate_limit=1000)
 
     @stack
     def first() -> None:

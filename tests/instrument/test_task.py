@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import rfobs
-from rfobs.instrument import instrument
 from rfobs.testing import Capture
 
 AGENT_ATTRS = {
@@ -379,7 +378,7 @@ def test_signature_and_coroutine_nature_are_preserved() -> None:
     async def original(query: str, *, limit: int = 3) -> list[str]:
         return [query] * limit
 
-    for decorate in (rfobs.task("researcher"), rfobs.api_call("arxiv"), instrument("researcher", retry=2)):
+    for decorate in (rfobs.task("researcher"), rfobs.api_call("arxiv"), rfobs.task("researcher", retry=2)):
         decorated = decorate(original)
         assert inspect.signature(decorated) == inspect.signature(original)
         assert inspect.iscoroutinefunction(decorated)

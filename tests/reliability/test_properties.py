@@ -24,7 +24,7 @@ import rfobs
 from rfobs._settings_model import GROUPS
 from rfobs.config import load_config
 from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited, TimeoutExceeded
-from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy, Timeout, instrument
+from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy, Timeout
 from rfobs.instrument._clock import VirtualClock
 from rfobs.instrument._retry_strategies import MAX_WAIT
 from rfobs.instrument.breaker import circuit_breaker
@@ -228,7 +228,7 @@ ATTRIBUTES = st.one_of(
 
 @settings(max_examples=120, deadline=None)
 @given(
-    kind=st.sampled_from(["task", "tool", "api_call", "llm_call", "instrument"]),
+    kind=st.sampled_from(["task", "tool", "api_call", "llm_call", "task_with_policies"]),
     first=NAMES,
     second=st.one_of(st.none(), NAMES),
     attributes=ATTRIBUTES,
@@ -251,8 +251,8 @@ def test_decorators_work_from_the_first_call_or_fail_named(
         ),
         "llm_call": (lambda: rfobs.llm_call(first, second), ["provider", "model"]),
         # A policy's own message names the policy's argument (`Timeout(seconds=...)`, `RetryPolicy(max_attempts=`).
-        "instrument": (
-            lambda: instrument(first, second, **policies),
+        "task_with_policies": (
+            lambda: rfobs.task(first, second, **policies),
             ["agent", "name", *policies, "seconds", "max_attempts", "rate", "breaker"],
         ),
     }
