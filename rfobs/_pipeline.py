@@ -106,9 +106,8 @@ def _resource(settings: Settings) -> Resource:
         "service.version": settings.service.version,
         "deployment.environment.name": settings.deployment_environment,
     }
-    from rfobs._scrub_export import scrub_resource
-
-    return scrub_resource(Resource(attributes))
+    # Not scrubbed here: every exporter, and the /metrics reader, scrub the resource they send (on their thread).
+    return Resource(attributes)
 
 
 def _sampler(settings: Settings) -> Sampler:
