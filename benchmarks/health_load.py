@@ -9,7 +9,7 @@ without load before and after the `wrk` run (their mean is the baseline) and dur
 
 `--mode process` (the default) measures `HealthServer(live_process=True)`: `/health/live` answered by the helper
 process. `--mode thread` measures the server thread alone, which behind this CPU-bound agent loop gets the GIL
-only now and then (see rfobs/health/_http.py), so it misses the request rate by design. The machine is shared:
+only now and then (see rfobs/health/_wire.py), so it misses the request rate by design. The machine is shared:
 run it more than once and compare.
 """
 

@@ -1,11 +1,12 @@
-"""The health server's HTTP/1.1 wire format, and the helper process that answers `/health/live` with it.
+"""HTTP/1.1 for the health server, standard library only: the wire format, the connection protocol, the helper.
 
-Request heads in, whole JSON responses out: `parse()` and `response()` serve the server thread (`_http.py`) and
+`Connection` is the one HTTP code of both sides of `HealthServer`: the server thread in the agent's process and
 the helper process that `HealthServer(live_process=True)` starts by running this file. Why a process: a thread
-of the agent's process needs the GIL for every request, and behind an event loop that keeps the GIL busy it
-waits for it far longer than a probe may (see `_http.py`). The helper answers `/health/live` on its own GIL,
-forwards every other request to the server thread, and exits when its stdin closes: when the agent stops the
-server or dies. It imports the standard library only, so it starts in milliseconds.
+of the agent's process shares the GIL, and every socket call gives it up; behind an event loop that keeps the
+GIL busy, the thread waits milliseconds to get it back, several times a request. The helper answers
+`/health/live` on its own GIL, forwards every other request to the server thread, and exits when its stdin
+closes: when the agent stops the server or dies. It imports the standard library only, so it starts in
+milliseconds.
 
 Usage (by `HealthServer`): `python -I -S _wire.py LISTEN_FD UPSTREAM_PORT DEADLINE_SECONDS CACHE_TTL_SECONDS`
 """
@@ -18,7 +19,8 @@ import selectors
 import socket
 import sys
 import time
-from typing import Final, NamedTuple
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, NamedTuple, cast
 
 LIVE: Final = "/health/live"
 ALIVE_BODY: Final = b'{"status":"alive"}'
@@ -72,6 +74,18 @@ class Request(NamedTuple):
         return self.path == LIVE and self.method == "GET" and not self.close and not self.keep_alive_header
 
 
+Answer = tuple[bytes, bool]
+"""A whole response, and whether to close the connection after it."""
+
+Handler = Callable[[Request], Answer | Coroutine[Any, Any, Answer]]
+"""What a side does with a request other than the hot `GET /health/live`: answers it at once, or in a coroutine."""
+
+
+def answer_for(request: Request, status: int, body: bytes) -> Answer:
+    """The response to `request` with `status` and the JSON `body`, keeping or closing its connection as it asks."""
+    return response(status, body, close=request.close, keep_alive_header=request.keep_alive_header), request.close
+
+
 def _header(head: bytes, name: bytes) -> bytes | None:
     """The value of header `name` (lower case) in the lower-cased request head, or None."""
     start = head.find(b"\r\n" + name + b":")
@@ -110,6 +124,106 @@ def parse(buffer: bytes) -> tuple[Request | bytes | None, bytes]:
     return Request(method.decode("latin-1"), path, target, close, version == b"HTTP/1.0" and not close), rest
 
 
+class Connection(asyncio.Protocol):
+    """One client connection: parses request heads, answers them in order, and keeps the connection alive.
+
+    The hot `GET /health/live` is answered with `LIVE_RESPONSE` as soon as it is read, so one wake-up of the
+    loop answers every request waiting on the connection; any other request goes to `handler`. While an answer
+    is awaited, later requests wait in the buffer (a client that sends more than `MAX_PENDING` bytes meanwhile is
+    dropped), and while the transport holds more unsent bytes than its high-water mark, reading pauses. A
+    malformed head is answered with its error, and a request that asks for it closes the connection after its
+    answer; either way, whatever follows is ignored.
+
+    Args:
+        handler: Answers the other requests.
+        connections: Where the open connections are kept (added when made, removed when lost), for a server
+            that drops them when it stops.
+    """
+
+    def __init__(self, handler: Handler, connections: set[Connection] | None = None) -> None:
+        self._handler = handler
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._answering: asyncio.Future[Answer] | None = None  # held: the loop keeps only weak references to tasks
+        self._paused = False
+        self._closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        if self._connections is not None:
+            self._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._connections is not None:
+            self._connections.discard(self)
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent bytes included."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._transport is not None and not self._closing:
+            self._transport.resume_reading()
+            self._drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._buffer = self._buffer + data if self._buffer else data
+        if self._answering is None and not self._paused:
+            self._drain()
+        elif len(self._buffer) > MAX_PENDING:
+            self.abort()
+
+    def _drain(self) -> None:
+        out: list[bytes] = []
+        while self._answering is None and not self._closing:
+            request, self._buffer = parse(self._buffer)
+            if request is None:
+                break
+            if not isinstance(request, Request):
+                out.append(request)
+                self._closing = True
+            elif request.hot:
+                out.append(LIVE_RESPONSE)
+            elif isinstance(reply := self._handler(request), tuple):
+                out.append(reply[0])
+                self._closing = reply[1]
+            else:
+                self._answering = asyncio.ensure_future(reply)
+                self._answering.add_done_callback(self._answered)
+        if out:
+            self._send(b"".join(out))
+
+    def _answered(self, done: asyncio.Future[Answer]) -> None:
+        self._answering = None
+        if done.cancelled():  # the server is stopping
+            return
+        failed = done.exception() is not None  # a handler answers every request: if one failed, drop the connection
+        if self._transport is None or failed:
+            self.abort()
+            return
+        data, self._closing = done.result()
+        self._send(data)
+        if not self._paused:
+            self._drain()
+
+    def _send(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+            if self._closing:
+                self._transport.close()  # after the buffered bytes are sent
+
+
 # -- the helper process -----------------------------------------------------------------------------------------
 
 # Seconds the helper's loop pauses before polling again after a poll that found requests: a flood of probes is
@@ -143,7 +257,17 @@ class _Upstream:
         self._cached: dict[bytes, tuple[float, bytes]] = {}
         self._inflight: dict[bytes, asyncio.Future[bytes]] = {}
 
-    async def answer(self, request: Request) -> bytes:
+    async def answer(self, request: Request) -> Answer:
+        """The thread's response to `request`, fitted to the client's connection."""
+        reply = await self._response(request)
+        if request.close or reply is UNAVAILABLE:
+            return reply, True
+        # The thread answers `Connection: close`; the client's connection stays open.
+        head, _, body = reply.partition(b"\r\n\r\n")
+        keep = b"\r\nConnection: keep-alive" if request.keep_alive_header else b""
+        return head.replace(b"\r\nConnection: close", keep) + b"\r\n\r\n" + body, False
+
+    async def _response(self, request: Request) -> bytes:
         if request.method != "GET" or request.path not in ("/health", "/health/ready"):
             return await self._fetch(request.method.encode("latin-1"), request.target)
         path = request.path.encode("latin-1")
@@ -164,78 +288,17 @@ class _Upstream:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), self.deadline)
             writer.write(b"%s %s HTTP/1.1\r\nHost: rfobs-health\r\nConnection: close\r\n\r\n" % (method, target))
-            answer = await asyncio.wait_for(reader.read(), self.deadline)
+            reply = await asyncio.wait_for(reader.read(), self.deadline)
             writer.close()
         except Exception:  # whatever went wrong upstream (refused, timed out), the client gets a 503
             return UNAVAILABLE
-        return answer or UNAVAILABLE
-
-
-class _Front(asyncio.Protocol):
-    """A client connection of the helper: `/health/live` answered here, anything else forwarded upstream."""
-
-    def __init__(self, upstream: _Upstream) -> None:
-        self._upstream = upstream
-        self._transport: asyncio.Transport | None = None
-        self._buffer = b""
-        self._busy = False
-        self._forwarding: asyncio.Future[None] | None = None  # held: the loop keeps only weak references
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer = self._buffer + data if self._buffer else data
-        if not self._busy:
-            self._drain()
-        elif len(self._buffer) > MAX_PENDING and self._transport is not None:
-            self._transport.abort()
-
-    def _drain(self) -> None:
-        out: list[bytes] = []
-        close = False
-        while self._transport is not None and not self._busy:
-            request, self._buffer = parse(self._buffer)
-            if request is None:
-                break
-            if not isinstance(request, Request):
-                out.append(request)
-                close = True
-                break
-            if request.hot:
-                out.append(LIVE_RESPONSE)
-                continue
-            self._busy = True
-            self._forwarding = asyncio.ensure_future(self._forward(request))
-        if out and self._transport is not None:
-            self._transport.write(b"".join(out))
-            if close:
-                self._transport.close()
-
-    async def _forward(self, request: Request) -> None:
-        answer = await self._upstream.answer(request)
-        close = request.close or answer is UNAVAILABLE
-        if not close:  # upstream answers `Connection: close`; this connection stays open
-            head, _, body = answer.partition(b"\r\n\r\n")
-            keep = b"\r\nConnection: keep-alive" if request.keep_alive_header else b""
-            answer = head.replace(b"\r\nConnection: close", keep) + b"\r\n\r\n" + body
-        self._busy = False
-        if self._transport is not None:
-            self._transport.write(answer)
-            if close:
-                self._transport.close()
-            else:
-                self._drain()
+        return reply or UNAVAILABLE
 
 
 async def _serve_live(listen_fd: int, upstream: _Upstream) -> None:
     loop = asyncio.get_running_loop()
     listener = socket.socket(fileno=listen_fd)
-    server = await loop.create_server(lambda: _Front(upstream), sock=listener, backlog=1024)
+    server = await loop.create_server(lambda: Connection(upstream.answer), sock=listener, backlog=1024)
     stdin_closed = loop.create_future()
 
     def on_stdin() -> None:

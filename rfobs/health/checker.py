@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
-from collections.abc import Iterable
-from typing import cast
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar, cast
 
 from rfobs._secrets import scrub_text
 from rfobs.exceptions import ConfigError
 from rfobs.health._model import Check, CheckResult, HealthReport, Status, overall_status
 from rfobs.instrument import _telemetry as t
+from rfobs.instrument._clock import Clock, check_clock, default_clock
 
-__all__ = ["HealthChecker"]
+__all__ = ["HealthChecker", "run_in_thread"]
+
+_T = TypeVar("_T")
 
 
 def _is_seconds(value: object) -> bool:
@@ -28,21 +30,31 @@ class HealthChecker:
     Ns" and never holds the caller longer). `report()` serves a cached report younger than `cache_ttl` and runs
     the checks once for any number of concurrent callers (threads or event loops), so a probe storm costs one run.
 
+    The report's age and the durations of the checks and of the run are read on `clock` (the policies' clock:
+    under `rfobs.testing.fast_waits` a virtual one, which a test advances instead of sleeping). `timeout` is
+    real time on the running event loop whatever the clock: it is what stops a check that hangs.
+
     Args:
         timeout: Seconds one check may take.
         cache_ttl: Seconds a report is served from cache by `report()`.
+        clock: Where the cache age and durations are read; None reads `default_clock()` at each use.
+
+    Raises:
+        ConfigError: An argument of the wrong type or out of range.
     """
 
-    def __init__(self, *, timeout: float = 5.0, cache_ttl: float = 2.0) -> None:
+    def __init__(self, *, timeout: float = 5.0, cache_ttl: float = 2.0, clock: Clock | None = None) -> None:
         if not _is_seconds(timeout) or timeout <= 0:
             raise ConfigError(f"HealthChecker(timeout={timeout!r}): expected a number of seconds > 0")
         if not _is_seconds(cache_ttl):
             raise ConfigError(f"HealthChecker(cache_ttl={cache_ttl!r}): expected a number of seconds >= 0")
         self.timeout = float(timeout)
         self.cache_ttl = float(cache_ttl)
+        self._clock = check_clock("HealthChecker", clock)
         self._checks: dict[str, Check] = {}
         self._lock = threading.Lock()
         self._cached: HealthReport | None = None
+        self._cached_at = 0.0  # on the clock
         self._inflight: concurrent.futures.Future[HealthReport] | None = None
         self._last: dict[str, CheckResult] = {}
         self.runs = 0
@@ -82,6 +94,11 @@ class HealthChecker:
         with self._lock:
             return tuple(self._last.values())
 
+    @property
+    def clock(self) -> Clock:
+        """The clock read now: the one given, or the current `default_clock()`."""
+        return default_clock() if self._clock is None else self._clock
+
     # -- running --------------------------------------------------------------------------------------------------
 
     async def check(self, name: str) -> CheckResult:
@@ -92,26 +109,27 @@ class HealthChecker:
         """
         with self._lock:
             check = self._checks[name]
-        result = await self._run(check)
+        result = await self._run(check, self.clock)
         self._record((result,))
         return result
 
     async def check_all(self) -> HealthReport:
         """Run every check now, concurrently, and return the report."""
-        started = time.perf_counter()
-        results = tuple(await asyncio.gather(*(self._run(check) for check in self.checks)))
-        report = HealthReport(overall_status(results), results, time.perf_counter() - started)
+        clock = self.clock
+        started = clock.monotonic()
+        results = tuple(await asyncio.gather(*(self._run(check, clock) for check in self.checks)))
+        finished = clock.monotonic()
+        report = HealthReport(overall_status(results), results, finished - started)
         self._record(results)
         with self._lock:
             self.runs += 1
-            self._cached = report
+            self._cached, self._cached_at = report, finished
         return report
 
     async def report(self) -> HealthReport:
         """A report no older than `cache_ttl`: cached, joined from a run in progress, or run now."""
         with self._lock:
-            cached = self._cached
-            if cached is not None and time.time() - cached.timestamp <= self.cache_ttl:
+            if (cached := self._fresh()) is not None:
                 return cached
             inflight = self._inflight
             owner = inflight is None
@@ -131,30 +149,43 @@ class HealthChecker:
         return report
 
     def report_sync(self) -> HealthReport:
-        """`report()` for code without an event loop (a CLI, a thread)."""
-        return asyncio.run(self.report())
+        """`report()` for synchronous code: a CLI, a thread, or a function called from a running event loop.
 
-    async def _run(self, check: Check) -> CheckResult:
-        started = time.perf_counter()
+        Inside a running loop, the report is made on a loop of its own in a short-lived thread, and this call
+        blocks the calling loop until it is done. It never joins a run in progress there: that run may belong
+        to the blocked loop, and would never finish. It serves the cached report, or runs the checks itself.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.report())
+        return run_in_thread(self._cached_or_run())
+
+    def _fresh(self) -> HealthReport | None:
+        """The cached report if it is no older than `cache_ttl` (call it with the lock held)."""
+        if self._cached is not None and self.clock.monotonic() - self._cached_at <= self.cache_ttl:
+            return self._cached
+        return None
+
+    async def _cached_or_run(self) -> HealthReport:
+        with self._lock:
+            cached = self._fresh()
+        return cached if cached is not None else await self.check_all()
+
+    async def _run(self, check: Check, clock: Clock) -> CheckResult:
+        started = clock.monotonic()
         try:
             result = await asyncio.wait_for(check.run(), self.timeout)
         except TimeoutError:
-            return self._failed(check, f"timed out after {self.timeout:g}s", started)
+            message = f"timed out after {self.timeout:g}s"
         except Exception as error:
-            return self._failed(check, scrub_text(f"{type(error).__name__}: {error}"), started)
-        # The check's own duration is what it measured; the critical flag is the registered check's.
-        return CheckResult(
-            result.name or check.name,
-            result.status,
-            result.message,
-            result.values,
-            time.perf_counter() - started,
-            check.critical,
-        )
-
-    @staticmethod
-    def _failed(check: Check, message: str, started: float) -> CheckResult:
-        return CheckResult(check.name, Status.UNHEALTHY, message, {}, time.perf_counter() - started, check.critical)
+            message = scrub_text(f"{type(error).__name__}: {error}")
+        else:  # the name may be the check's own; the duration is measured here, the critical flag registered
+            duration = clock.monotonic() - started
+            return CheckResult(
+                result.name or check.name, result.status, result.message, result.values, duration, check.critical
+            )
+        return CheckResult(check.name, Status.UNHEALTHY, message, {}, clock.monotonic() - started, check.critical)
 
     def _record(self, results: Iterable[CheckResult]) -> None:
         results = tuple(results)
@@ -164,3 +195,12 @@ class HealthChecker:
         if (instruments := t.current()) is not None:
             for result in results:
                 instruments.health_counts.add((("check", result.name), ("status", result.status.value)))
+
+
+def run_in_thread(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run `coroutine` on an event loop of its own in a short-lived thread, and wait for its result.
+
+    For synchronous code called from a running event loop, where `asyncio.run` refuses to start a second loop.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rfobs-health") as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -2,8 +2,8 @@
 
 The server runs an asyncio event loop of its own in a daemon thread, so the agent's event loop never serves a
 probe and a probe never waits for the agent's loop; optionally a helper process answers `/health/live`. This
-module holds the routes (`respond`, shared with the ASGI app) and the life cycle; the thread's HTTP/1.1 side is
-`_http.py`, the wire format and the helper process are `_wire.py`.
+module holds the routes (`respond`, shared with the ASGI app) and the life cycle; the HTTP/1.1 connections of
+both the thread and the helper process are `_wire.py`'s.
 """
 
 from __future__ import annotations
@@ -16,17 +16,15 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Coroutine
+from typing import Any, Final, cast
 
 from rfobs import _guard
 from rfobs._secrets import redact
 from rfobs.exceptions import ConfigError
 from rfobs.health._model import HealthReport, Status
-from rfobs.health._wire import ALIVE_BODY, LIVE
+from rfobs.health._wire import ALIVE_BODY, LIVE, Answer, Connection, Request, answer_for
 from rfobs.health.checker import HealthChecker
-
-if TYPE_CHECKING:
-    from rfobs.health._http import Connection
 
 __all__ = ["HealthServer", "report_dict", "respond"]
 
@@ -112,7 +110,7 @@ class HealthServer:
 
     The thread shares the GIL with the agent. While the agent's event loop keeps the GIL busy (CPU-bound work
     in the loop), the thread gets it only now and then: probes are still answered, at anything from a few dozen
-    to a few thousand requests a second depending on scheduling. With `live_process=True` (POSIX), a small
+    to thousands of requests a second depending on scheduling. With `live_process=True` (POSIX), a small
     helper process (standard library only) owns the listening socket instead: it answers `/health/live` itself,
     at thousands of requests a second whatever the agent does, and forwards the other routes to the thread. It
     exits when the server stops or the agent's process dies, so a live answer still means the agent is up. It
@@ -150,11 +148,8 @@ class HealthServer:
         self.host = host
         self.live_process = live_process
         self._port = port
-        # Touched only by the server thread.
-        self.connections: dict[int, Connection] = {}
-        self.tasks: set[asyncio.Future[Any]] = set()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Future[None] | None = None  # of the server thread's loop: done when it should stop
         self._thread: threading.Thread | None = None
         self._helper: subprocess.Popen[bytes] | None = None
         self._listener: socket.socket | None = None
@@ -196,24 +191,24 @@ class HealthServer:
                     listener.close()
                 listener = internal
             self._listener = listener
-            loop = asyncio.SelectorEventLoop()  # add_reader works on every platform with a selector loop
-            self._loop = loop
-            self._thread = threading.Thread(target=self._serve, args=(loop, listener), name="rfobs-health", daemon=True)
-            self._thread.start()
+            stopping = self._stopping = asyncio.new_event_loop().create_future()
+            thread = threading.Thread(target=self._serve, args=(listener, stopping), name="rfobs-health", daemon=True)
+            self._thread = thread
+            thread.start()
             return self.url
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop listening, drop open connections and end the thread, waiting at most `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            loop, thread, helper = self._loop, self._thread, self._helper
-            self._loop = self._thread = self._helper = None
+            stopping, thread, helper = self._stopping, self._thread, self._helper
+            self._stopping = self._thread = self._helper = None
         if helper is not None:
             _end_helper(helper, timeout / 2)
-        if loop is None or thread is None:
+        if stopping is None or thread is None:
             return
         try:
-            loop.call_soon_threadsafe(loop.stop)
+            stopping.get_loop().call_soon_threadsafe(_set_done, stopping)
         except RuntimeError:  # the loop has already closed
             return
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -226,7 +221,7 @@ class HealthServer:
         """
         self._lock = threading.Lock()  # a thread of the parent may have held it at the fork
         listener, helper = self._listener, self._helper
-        self._loop = self._thread = self._helper = self._listener = None
+        self._stopping = self._thread = self._helper = self._listener = None
         if listener is not None:
             listener.close()
         if helper is not None and helper.stdin is not None:
@@ -263,25 +258,45 @@ class HealthServer:
             internal.close()
             raise OSError(error.errno, f"rfobs health server cannot start its /health/live helper: {error}") from error
 
-    def _serve(self, loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
-        from rfobs.health._http import accept_all
-
+    def _serve(self, listener: socket.socket, stopping: asyncio.Future[None]) -> None:
+        loop = stopping.get_loop()
         asyncio.set_event_loop(loop)
-        loop.add_reader(listener, accept_all, self, listener)
         try:
-            loop.run_forever()
+            loop.run_until_complete(self._run(listener, stopping))
         finally:
-            loop.remove_reader(listener)
             listener.close()
-            for connection in list(self.connections.values()):
-                connection.close()
-            # Cancel what is left (reports in flight) and give it a moment; a check that ignores cancellation
-            # is abandoned with the loop, not waited for.
-            if pending := asyncio.all_tasks(loop):
-                for task in pending:
-                    task.cancel()
-                loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
             loop.close()
+
+    async def _run(self, listener: socket.socket, stopping: asyncio.Future[None]) -> None:
+        connections: set[Connection] = set()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Connection(self._answer, connections), sock=listener, backlog=1024)
+        try:
+            await stopping
+        finally:
+            server.close()
+            for connection in list(connections):
+                connection.abort()
+            # Cancel what is left (reports in flight) and give it a moment; a check that ignores cancellation
+            # is abandoned with the loop, not waited for. The loop turns once in any case: the aborted
+            # connections close their sockets then.
+            pending = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in pending:
+                task.cancel()
+            await (asyncio.wait(pending, timeout=0.5) if pending else asyncio.sleep(0))
+
+    def _answer(self, request: Request) -> Answer | Coroutine[Any, Any, Answer]:
+        if (status_body := immediate(request.method, request.path)) is not None:
+            return answer_for(request, *status_body)
+        return self._report(request)
+
+    async def _report(self, request: Request) -> Answer:
+        return answer_for(request, *await respond(self.checker, request.method, request.path))
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _end_helper(helper: subprocess.Popen[bytes], timeout: float) -> None:

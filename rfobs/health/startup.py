@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from rfobs.exceptions import RfobsError
 from rfobs.health._model import CheckResult, HealthReport, Status, overall_status
-from rfobs.health.checker import HealthChecker
+from rfobs.health.checker import HealthChecker, run_in_thread
 
 __all__ = ["run_critical_checks", "validate_startup_environment"]
 
@@ -59,10 +57,11 @@ def validate_startup_environment(env: str | None = None) -> HealthReport:
 
 async def run_critical_checks(checker: HealthChecker) -> HealthReport:
     """Run `checker`'s critical checks concurrently (each under its timeout) and report on them alone."""
-    started = time.perf_counter()
+    clock = checker.clock
+    started = clock.monotonic()
     names = [check.name for check in checker.checks if check.critical]
     results: tuple[CheckResult, ...] = tuple(await asyncio.gather(*(checker.check(name) for name in names)))
-    return HealthReport(overall_status(results), results, time.perf_counter() - started)
+    return HealthReport(overall_status(results), results, clock.monotonic() - started)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -71,5 +70,4 @@ def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rfobs-startup") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+    return run_in_thread(coroutine)

@@ -115,9 +115,26 @@ def test_record_spans_uses_names_and_durations() -> None:
     assert baseline.snapshot() == {"researcher.plan": {"p50": 0.02, "p95": pytest.approx(0.029), "count": 3}}
 
 
-def test_default_recent_is_one_process_wide_baseline() -> None:
+def test_default_recent_is_one_process_wide_baseline(capture: Capture) -> None:
+    @rfobs.task("shared", "step")
+    def step() -> None:
+        pass
+
+    default_recent().clear()
+    seen: list[Baseline] = []
+
+    def work() -> None:
+        step()
+        seen.append(default_recent())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(5)
+    step()
+    # The baseline another thread sees, and the one the SDK's hook recorded both calls into, is this one.
     assert isinstance(default_recent(), Baseline)
-    assert default_recent() is default_recent()
+    assert len(seen) == 1 and seen[0] is default_recent()
+    assert default_recent().snapshot()["shared.step"]["count"] == 2
 
 
 # -- PerformanceCheck ---------------------------------------------------------------------------------------------
