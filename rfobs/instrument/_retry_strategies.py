@@ -6,19 +6,19 @@ Pure functions and tenacity strategy objects, with no telemetry: `retry.py` puts
 from __future__ import annotations
 
 import errno
-import math
 import random
 import re
 import socket
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Literal, cast, get_args
+from typing import Final, Literal, get_args
 
 from tenacity import RetryCallState
 from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import WaitBaseT, wait_base
 
+from rfobs import _check
 from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited
 from rfobs.instrument._clock import Clock
 
@@ -32,8 +32,6 @@ __all__ = [
     "Veto",
     "check_backoff",
     "check_seconds",
-    "check_types",
-    "config_error",
     "default_retryable",
     "http_status",
     "retry_after_hint",
@@ -104,16 +102,6 @@ def default_retryable(error: BaseException) -> bool:
     return any(cls.__name__ in _TRANSPORT_ERROR_NAMES for cls in type(error).__mro__)
 
 
-def _seconds(value: object) -> float | None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int beyond a float's range
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 # delay-seconds is 1*DIGIT (RFC 9110); a fraction is tolerated for retry-after-ms. An HTTP-date is 29 characters.
 _DELAY = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
 _LONGEST_HINT: Final = 64
@@ -180,25 +168,19 @@ def retry_after_hint(error: BaseException) -> float | None:
 # ------------------------------------------------------------------------------------ tenacity building blocks
 
 
-def config_error(owner: str, argument: str, value: object, allowed: str) -> ConfigError:
-    return ConfigError(f"{owner}({argument}={value!r}): expected {allowed}")
-
-
 def check_seconds(
     owner: str, argument: str, value: object, *, positive: bool = False, most: float | None = None
 ) -> float:
-    seconds = _seconds(value)
-    if seconds is None or seconds != value or (positive and seconds == 0.0) or (most is not None and seconds > most):
-        allowed = f"a finite number of seconds {'> 0' if positive else '>= 0'}"
-        raise config_error(owner, argument, value, allowed if most is None else f"{allowed} and <= {most:g}")
-    return seconds
+    """`value` as a finite number of seconds, >= 0 (> 0 when `positive`) and at most `most`."""
+    if positive:
+        return _check.number(owner, argument, value, gt=0, le=most, what="a finite number of seconds")
+    return _check.number(owner, argument, value, ge=0, le=most, what="a finite number of seconds")
 
 
 def check_backoff(owner: str, strategy: object, base: object, cap: object, jitter: object) -> tuple[float, float]:
-    if strategy not in _STRATEGIES:
-        raise config_error(owner, "strategy", strategy, f"one of {', '.join(map(repr, _STRATEGIES))}")
-    if jitter not in _JITTERS:
-        raise config_error(owner, "jitter", jitter, f"one of {', '.join(map(repr, _JITTERS))}")
+    """The checked `(base_delay, max_delay)` of a backoff, after its strategy and jitter are checked."""
+    _check.one_of(owner, "strategy", strategy, _STRATEGIES)
+    _check.one_of(owner, "jitter", jitter, _JITTERS)
     base_delay = check_seconds(owner, "base_delay", base, most=MAX_WAIT)
     max_delay = check_seconds(owner, "max_delay", cap, most=MAX_WAIT)
     if max_delay < base_delay:
@@ -317,11 +299,3 @@ class Deadline(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self.clock.monotonic() + retry_state.upcoming_sleep > self.deadline
-
-
-def check_types(owner: str, argument: str, value: object, base: type[BaseException]) -> tuple[type[Any], ...]:
-    types = cast("tuple[object, ...]", value if isinstance(value, tuple) else (value,))
-    for item in types:
-        if not isinstance(item, type) or not issubclass(item, base):
-            raise config_error(owner, argument, cast("object", value), f"a {base.__name__} subclass or a tuple of them")
-    return cast("tuple[type[Any], ...]", types)

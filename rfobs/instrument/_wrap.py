@@ -55,7 +55,15 @@ def wrap(func: F, begin: Begin) -> F:
 
 
 def is_coroutine_callable(func: Callable[..., Any]) -> bool:
-    # inspect sees through functools.partial; an object whose __call__ is async counts too.
+    """Whether calling `func` returns a coroutine: a coroutine function, or an object whose `__call__` is one.
+
+    Sees through `functools.partial`. A class is never one, whatever its `__call__`: calling a class constructs
+    an instance, and the instance is not awaitable.
+    """
+    while isinstance(func, functools.partial):
+        func = cast("functools.partial[Any]", func).func
+    if isinstance(func, type):
+        return False
     if inspect.iscoroutinefunction(func):
         return True
     call = getattr(func, "__call__", None)  # noqa: B004 - we want the method, not a callability test
@@ -110,6 +118,40 @@ def _in_span(ctx: otel_context.Context, step: Callable[..., T], *args: Any) -> T
         otel_context.detach(token)
 
 
+def _start(call: Call, ctx: otel_context.Context, func: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
+    """Create the generator in the span; a function that raises instead finishes the call with that error."""
+    try:
+        return _in_span(ctx, lambda: func(*args, **kwargs))
+    except BaseException as error:
+        call.finish(None, error)
+        raise
+
+
+class _InSpan(Generator[Any, Any, Any]):
+    """Runs each step of a generator with `ctx` attached; `yield from` it to forward `send`, `throw` and `close`.
+
+    A class, not a generator function: the `StopIteration` that ends the wrapped generator must reach the
+    `yield from` as it is, and a generator function would turn it into a `RuntimeError` (PEP 479).
+    """
+
+    __slots__ = ("_ctx", "_generator")
+
+    def __init__(self, ctx: otel_context.Context, generator: Generator[Any, Any, Any]) -> None:
+        self._ctx, self._generator = ctx, generator
+
+    def __next__(self) -> Any:
+        return _in_span(self._ctx, next, self._generator)
+
+    def send(self, value: Any) -> Any:
+        return _in_span(self._ctx, self._generator.send, value)
+
+    def throw(self, *error: Any) -> Any:  # `yield from` passes the consumer's (type, value, traceback) form on
+        return _in_span(self._ctx, self._generator.throw, *error)
+
+    def close(self) -> None:
+        _in_span(self._ctx, self._generator.close)
+
+
 def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
@@ -117,103 +159,63 @@ def _wrap_generator(func: Callable[..., Generator[Any, Any, Any]], begin: Begin)
         if call is None:
             return (yield from func(*args, **kwargs))
         ctx = set_span_in_context(call.span)
+        generator = _start(call, ctx, func, args, kwargs)
         try:
-            generator = _in_span(ctx, lambda: func(*args, **kwargs))
-        except BaseException as error:
-            call.finish(None, error)
-            raise
-        try:
-            value = _in_span(ctx, next, generator)
-            while True:
-                try:
-                    sent = yield value
-                except GeneratorExit:
-                    raise
-                except BaseException as thrown:  # thrown in by the consumer: hand it to the generator
-                    value = _in_span(ctx, generator.throw, thrown)
-                else:
-                    value = _in_span(ctx, generator.send, sent)
-        except StopIteration as stop:
-            call.finish(stop.value, None)
-            return stop.value
+            result = yield from _InSpan(ctx, generator)
         except GeneratorExit:
-            # Closed early by the consumer: not an error, unless the generator's own cleanup fails.
-            try:
-                _in_span(ctx, generator.close)
-            except BaseException as error:
-                call.finish(None, error)
-                raise
+            # Closed early by the consumer (`yield from` closed the generator, in the span): not an error. Had
+            # the generator's own cleanup failed, its error would have come out here instead.
             call.finish(None, None)
             raise
         except BaseException as error:
             call.finish(None, error)
             raise
+        call.finish(result, None)
+        return result
 
     return wrapper
 
 
-async def _forward(generator: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
-    """Re-yield `generator`, passing sent values and thrown exceptions through (an async `yield from`)."""
+async def _in_span_async(ctx: otel_context.Context | None, step: Callable[..., Awaitable[T]], *args: Any) -> T:
+    if ctx is None:
+        return await step(*args)
+    token = otel_context.attach(ctx)
     try:
-        value = await generator.__anext__()
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                await generator.aclose()
-                raise
-            except BaseException as thrown:
-                value = await generator.athrow(thrown)
-            else:
-                value = await generator.asend(sent)
-    except StopAsyncIteration:
-        return
+        return await step(*args)
+    finally:
+        otel_context.detach(token)
 
 
 def _wrap_async_generator(func: Callable[..., AsyncGenerator[Any, Any]], begin: Begin) -> Callable[..., Any]:
-    async def in_span(ctx: otel_context.Context, step: Callable[..., Awaitable[T]], *args: Any) -> T:
-        token = otel_context.attach(ctx)
-        try:
-            return await step(*args)
-        finally:
-            otel_context.detach(token)
-
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        # There is no async `yield from`: the loop forwards sent values and thrown exceptions itself, with no
+        # SDK too (ctx None), so a generator behaves the same whether or not `rfobs.init()` ran.
         call = begin(args, kwargs)
-        if call is None:
-            async for item in _forward(func(*args, **kwargs)):
-                yield item
-            return
-        ctx = set_span_in_context(call.span)
+        ctx = None if call is None else set_span_in_context(call.span)
+        generator = func(*args, **kwargs) if call is None or ctx is None else _start(call, ctx, func, args, kwargs)
         try:
-            generator = _in_span(ctx, lambda: func(*args, **kwargs))
-        except BaseException as error:
-            call.finish(None, error)
-            raise
-        try:
-            value = await in_span(ctx, generator.__anext__)
+            value = await _in_span_async(ctx, generator.__anext__)
             while True:
                 try:
                     sent = yield value
                 except GeneratorExit:
+                    await _in_span_async(ctx, generator.aclose)  # its failure comes out below, as the call's error
                     raise
-                except BaseException as thrown:
-                    value = await in_span(ctx, generator.athrow, thrown)
+                except BaseException as thrown:  # thrown in by the consumer: hand it to the generator
+                    value = await _in_span_async(ctx, generator.athrow, thrown)
                 else:
-                    value = await in_span(ctx, generator.asend, sent)
+                    value = await _in_span_async(ctx, generator.asend, sent)
         except StopAsyncIteration:
-            call.finish(None, None)
+            if call is not None:
+                call.finish(None, None)
         except GeneratorExit:
-            try:
-                await in_span(ctx, generator.aclose)
-            except BaseException as error:
-                call.finish(None, error)
-                raise
-            call.finish(None, None)
+            if call is not None:
+                call.finish(None, None)  # closed early by the consumer: not an error
             raise
         except BaseException as error:
-            call.finish(None, error)
+            if call is not None:
+                call.finish(None, error)
             raise
 
     return wrapper

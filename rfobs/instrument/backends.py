@@ -21,9 +21,21 @@ from collections import OrderedDict, deque
 from collections.abc import Hashable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
-__all__ = ["Limit", "MemoryBackend", "RateLimitBackend", "SlidingWindow", "TokenBucket"]
+from rfobs import _check
+from rfobs.exceptions import ConfigError
+
+__all__ = [
+    "Algorithm",
+    "Limit",
+    "MemoryBackend",
+    "RateLimitBackend",
+    "SlidingWindow",
+    "TokenBucket",
+    "check_backend",
+    "limit_of",
+]
 
 _NO_KEY: Final = object()
 
@@ -90,6 +102,29 @@ class SlidingWindow:
 
 Limit = TokenBucket | SlidingWindow
 """An algorithm and its parameters: what a backend is asked to enforce for one key."""
+
+Algorithm = Literal["token_bucket", "sliding_window"]
+
+
+def limit_of(owner: str, rate: float, per: float, algorithm: Algorithm, burst: object) -> Limit:
+    """The `Limit` of a limiter admitting `rate` per `per` seconds (both checked already).
+
+    Raises:
+        ConfigError: `burst` is given for a sliding window or is below 1, or a sliding window's rate is below 1.
+    """
+    if algorithm == "sliding_window":
+        if burst is not None:
+            raise ConfigError(
+                f"{owner}(burst={burst!r}): burst applies to algorithm='token_bucket'; a sliding window "
+                "admits up to `rate` at once"
+            )
+        if rate < 1:
+            raise ConfigError(
+                f"{owner}(rate={rate!r}): a sliding window admits at least 1 per window; for fewer, lengthen `per`"
+            )
+        return SlidingWindow(rate, per)
+    capacity = max(1.0, rate) if burst is None else _check.number(owner, "burst", burst, ge=1)
+    return TokenBucket(rate / per, capacity)
 
 
 class _State(Protocol):
@@ -226,14 +261,10 @@ class MemoryBackend:
     """
 
     def __init__(self, max_keys: int = 10_000, sweep_interval: float = 1.0, *, lock: bool = True) -> None:
-        from rfobs.exceptions import ConfigError
-
-        if max_keys < 1:
-            raise ConfigError(f"MemoryBackend(max_keys={max_keys!r}): expected an int >= 1")
-        if not 0 < sweep_interval < math.inf:
-            raise ConfigError(f"MemoryBackend(sweep_interval={sweep_interval!r}): expected seconds > 0")
-        self._max_keys = max_keys
-        self._sweep_interval = float(sweep_interval)
+        self._max_keys = _check.integer("MemoryBackend", "max_keys", max_keys, ge=1)
+        self._sweep_interval = _check.number(
+            "MemoryBackend", "sweep_interval", sweep_interval, gt=0, allowed="seconds > 0"
+        )
         self._lock: AbstractContextManager[object] = threading.Lock() if lock else nullcontext()
         self._states: OrderedDict[Hashable, _State] = OrderedDict()
         self._next_sweep = -math.inf
@@ -295,3 +326,14 @@ class MemoryBackend:
         key, _ = self._states.popitem(last=False)
         if key == self._hot_key:
             self._hot_key = _NO_KEY
+
+
+def check_backend(owner: str, backend: object) -> RateLimitBackend | None:
+    """`backend` if it is None or has `acquire` and `refund` methods.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    if backend is not None and not all(callable(getattr(backend, m, None)) for m in ("acquire", "refund")):
+        raise _check.bad(owner, "backend", backend, "a RateLimitBackend (acquire, refund) or None")
+    return cast("RateLimitBackend | None", backend)

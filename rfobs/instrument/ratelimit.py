@@ -11,89 +11,55 @@ admitted in arrival order without polling, and an async wait never blocks the ev
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, Self, TypeVar, cast, overload
+from collections.abc import Callable, Hashable
+from typing import Final, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack, cast, overload
 
-from opentelemetry import trace
-
+from rfobs import _check
 from rfobs.exceptions import ConfigError, RateLimited
+from rfobs.instrument import _clock
 from rfobs.instrument import _telemetry as t
-from rfobs.instrument._clock import Clock, default_clock
+from rfobs.instrument._adaptive import Adaptive, RateController
+from rfobs.instrument._clock import Clock, check_clock
+from rfobs.instrument._limiter_calls import Bound, KeyFunc, Slot, key_getter
+from rfobs.instrument._limiter_telemetry import annotate, decision_labels, tally_for
 from rfobs.instrument._wrap import wrap_policy
-from rfobs.instrument.backends import Limit, MemoryBackend, RateLimitBackend, SlidingWindow, TokenBucket
+from rfobs.instrument.backends import Algorithm, Limit, MemoryBackend, RateLimitBackend, check_backend, limit_of
 
-__all__ = ["Adaptive", "RateLimiter", "rate_limit", "rate_limit_api_calls", "rate_limit_per_user"]
+__all__ = [
+    "Adaptive",
+    "RateLimitOptions",
+    "RateLimiter",
+    "rate_limit",
+    "rate_limit_api_calls",
+    "rate_limit_per_user",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 Decorator = Callable[[Callable[P, R]], Callable[P, R]]
-KeyFunc = Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
-"""Computes a call's key from its positional and keyword arguments."""
-Algorithm = Literal["token_bucket", "sliding_window"]
 Mode = Literal["wait", "reject"]
 _Acquire = Callable[[Limit, Hashable, float, float, float], float]
 
-_ALGORITHMS: Final = ("token_bucket", "sliding_window")
-_MODES: Final = ("wait", "reject")
+_ALGORITHMS: Final[tuple[Algorithm, ...]] = ("token_bucket", "sliding_window")
+_MODES: Final[tuple[Mode, ...]] = ("wait", "reject")
+_UNNAMED: Final = "rate_limiter"
+_instruments = t.current  # bound once: the admitted call's path is measured in tens of nanoseconds
 
 
-def _number(owner: str, argument: str, value: object, allowed: str, ok: Callable[[float], bool]) -> float:
-    try:
-        number = math.nan if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
-    except OverflowError:  # an int beyond a float's range
-        number = math.nan
-    if not ok(number):
-        raise ConfigError(f"{owner}({argument}={value!r}): expected {allowed}")
-    return number
+class RateLimitOptions(TypedDict, total=False):
+    """The keyword arguments of `RateLimiter`, `@rate_limit` and `RateLimiter.copy` (see `RateLimiter`)."""
 
-
-def _finite_positive(x: float) -> bool:
-    return 0 < x < math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class Adaptive:
-    """How an adaptive limiter moves its rate: additive increase, multiplicative decrease (AIMD).
-
-    Samples (`RateLimiter.record`) are judged in consecutive batches of `window`. A batch whose `percentile`
-    latency exceeds `target_latency`, or whose error rate exceeds `max_error_rate`, multiplies the rate by
-    `decrease` (not below `min_factor` of the configured rate); a healthy batch adds `increase` of the configured
-    rate back, up to all of it. `RateLimiter.backoff()` (a 429 or `Retry-After` seen by `@retry`) also decreases.
-    A changed rate applies from each key's next call on (a bucket refills its idle gap at the rate in force then).
-
-    Attributes:
-        target_latency: Seconds; None judges by error rate only.
-        percentile: Which latency percentile is compared with the target (0.9 is p90).
-        max_error_rate: The error share a batch may have and still count as healthy.
-        window: Samples per batch.
-        decrease: The factor applied on an unhealthy batch or a backoff.
-        increase: The share of the configured rate restored per healthy batch.
-        min_factor: The floor, as a share of the configured rate.
-    """
-
-    target_latency: float | None = None
-    percentile: float = 0.9
-    max_error_rate: float = 0.1
-    window: int = 20
-    decrease: float = 0.5
-    increase: float = 0.1
-    min_factor: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.target_latency is not None:
-            _number("Adaptive", "target_latency", self.target_latency, "seconds > 0, or None", _finite_positive)
-        _number("Adaptive", "percentile", self.percentile, "a number in (0, 1]", lambda x: 0 < x <= 1)
-        _number("Adaptive", "max_error_rate", self.max_error_rate, "a number in [0, 1)", lambda x: 0 <= x < 1)
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"Adaptive(window={self.window!r}): expected an int >= 1 (samples per batch)")
-        _number("Adaptive", "decrease", self.decrease, "a number in (0, 1)", lambda x: 0 < x < 1)
-        _number("Adaptive", "increase", self.increase, "a number in (0, 1]", lambda x: 0 < x <= 1)
-        _number("Adaptive", "min_factor", self.min_factor, "a number in (0, 1]", lambda x: 0 < x <= 1)
+    burst: float | None
+    algorithm: Algorithm
+    name: str | None
+    key: str | KeyFunc | None
+    mode: Mode
+    max_wait: float | None
+    adaptive: bool | Adaptive
+    backend: RateLimitBackend | None
+    clock: Clock | None
 
 
 class RateLimiter:
@@ -113,7 +79,8 @@ class RateLimiter:
         per: The period in seconds (the window, for a sliding window).
         burst: Token bucket capacity (>= 1); not for a sliding window.
         algorithm: "token_bucket" or "sliding_window".
-        name: The `limiter` metric label and the name in `RateLimited`.
+        name: The `limiter` metric label and the name in `RateLimited` (None: "rate_limiter"; `@rate_limit`
+            names it after the function).
         key: Per-key limits when decorating: the name of an argument of the decorated function (such as
             "user_id") or a function of `(args, kwargs)`. Each key gets its own budget; keys never reach metrics.
         mode: "wait" or "reject".
@@ -126,59 +93,38 @@ class RateLimiter:
         ConfigError: An argument is out of range or unknown.
     """
 
-    def __init__(
-        self,
-        rate: float,
-        per: float = 1.0,
-        *,
-        burst: float | None = None,
-        algorithm: Algorithm = "token_bucket",
-        name: str = "rate_limiter",
-        key: str | KeyFunc | None = None,
-        mode: Mode = "wait",
-        max_wait: float | None = None,
-        adaptive: bool | Adaptive = False,
-        backend: RateLimitBackend | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self._config: dict[str, Any] = {
-            "rate": rate, "per": per, "burst": burst, "algorithm": algorithm, "name": name, "key": key,
-            "mode": mode, "max_wait": max_wait, "adaptive": adaptive, "backend": backend, "clock": clock,
-        }  # fmt: skip
+    def __init__(self, rate: float, per: float = 1.0, **options: Unpack[RateLimitOptions]) -> None:
         owner = "RateLimiter"
-        rate = _number(owner, "rate", rate, "a number > 0 (units admitted per `per` seconds)", _finite_positive)
-        per = _number(owner, "per", per, "seconds > 0", _finite_positive)
-        if algorithm not in _ALGORITHMS:
-            raise ConfigError(f"{owner}(algorithm={algorithm!r}): expected 'token_bucket' or 'sliding_window'")
-        if mode not in _MODES:
-            raise ConfigError(f"{owner}(mode={mode!r}): expected 'wait' or 'reject'")
-        if not isinstance(name, str) or not name.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"{owner}(name={name!r}): expected a non-empty string (the metric label)")
-        if key is not None and not isinstance(key, str) and not callable(key):
-            raise ConfigError(f"{owner}(key={key!r}): expected an argument name, a function of (args, kwargs), or None")
-        if algorithm == "sliding_window":
-            if burst is not None:
-                raise ConfigError(
-                    f"{owner}(burst={burst!r}): burst applies to algorithm='token_bucket'; a sliding window "
-                    "admits up to `rate` at once"
-                )
-            if rate < 1:
-                raise ConfigError(
-                    f"{owner}(rate={rate!r}): a sliding window admits at least 1 per window; for fewer, lengthen `per`"
-                )
-            limit: Limit = SlidingWindow(rate, per)
-        else:
-            capacity = max(1.0, rate) if burst is None else _number(owner, "burst", burst, "a number >= 1", _at_least_1)
-            limit = TokenBucket(rate / per, capacity)
+        _check.options(owner, options, RateLimitOptions.__annotations__)
+        rate = _check.number(owner, "rate", rate, gt=0, allowed="a number > 0 (units admitted per `per` seconds)")
+        per = _check.number(owner, "per", per, gt=0, allowed="seconds > 0")
+        algorithm: Algorithm = _check.one_of(owner, "algorithm", options.get("algorithm", "token_bucket"), _ALGORITHMS)
+        mode: Mode = _check.one_of(owner, "mode", options.get("mode", "wait"), _MODES)
+        name = options.get("name")
+        if name is not None:
+            name = _check.text(owner, "name", name, "a non-empty string (the metric label), or None")
+        key = options.get("key")
+        if key is not None and not isinstance(key, str):
+            _check.function(owner, "key", key, "an argument name, a function of (args, kwargs), or None")
+        limit = limit_of(owner, rate, per, algorithm, options.get("burst"))
+        max_wait = options.get("max_wait")
         if max_wait is not None:
             if mode == "reject":
                 raise ConfigError(f"{owner}(max_wait={max_wait!r}): max_wait applies to mode='wait' only")
-            max_wait = _number(owner, "max_wait", max_wait, "seconds >= 0, or None for no limit", lambda x: x >= 0)
-        if not isinstance(adaptive, (bool, Adaptive)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"{owner}(adaptive={adaptive!r}): expected True, False or an Adaptive(...)")
-        self._name = name.strip()
+            max_wait = _check.number(
+                owner, "max_wait", max_wait, ge=0, finite=False, allowed="seconds >= 0, or None for no limit"
+            )
+        adaptive = cast("object", options.get("adaptive", False))  # callers may pass anything
+        if not isinstance(adaptive, bool | Adaptive):
+            raise _check.bad(owner, "adaptive", adaptive, "True, False or an Adaptive(...)")
+        backend = check_backend(owner, options.get("backend"))
+        self._clock = check_clock(owner, options.get("clock"))
+
+        self._options: RateLimitOptions = options  # a fresh dict per call
+        self._rate, self._per = rate, per
+        self._name = name or _UNNAMED
         self._key = key
-        self._mode: Mode = mode
+        self._mode = mode
         self._limit = self._effective = limit
         self._max_cost = limit.max_cost
         self._max_wait = 0.0 if mode == "reject" else (math.inf if max_wait is None else max_wait)
@@ -186,16 +132,11 @@ class RateLimiter:
         if backend is None:
             backend = self._own = MemoryBackend(lock=False)
         self._backend = backend
-        self._clock = clock
         self._lock = threading.Lock()
         self._paused_until = -math.inf
         self._adaptive = Adaptive() if adaptive is True else (adaptive or None)
-        self._samples: list[float] = []
-        self._errors = 0
-        self._factor = 1.0
-        self._allowed = (("limiter", self._name), ("decision", "allowed"))
-        self._delayed = (("limiter", self._name), ("decision", "delayed"))
-        self._rejected = (("limiter", self._name), ("decision", "rejected"))
+        self._controller = None if self._adaptive is None else RateController(self._adaptive)
+        self._labels = decision_labels(self._name)
         self._tally: list[int] = []
         self._tally_for: t.Instruments | None = None
 
@@ -220,7 +161,7 @@ class RateLimiter:
     @property
     def rate_factor(self) -> float:
         """The share of the configured rate in force (1.0 unless adaptive mode lowered it)."""
-        return self._factor
+        return 1.0 if self._controller is None else self._controller.factor
 
     @property
     def adaptive(self) -> Adaptive | None:
@@ -235,11 +176,18 @@ class RateLimiter:
     @property
     def clock(self) -> Clock:
         """The clock used now: the one given, or the current default."""
-        return default_clock() if self._clock is None else self._clock
+        return _clock.current if self._clock is None else self._clock
 
-    def copy(self, **changes: Any) -> RateLimiter:
-        """A new limiter with the same settings except `changes` (and its own state unless a backend was given)."""
-        return RateLimiter(**{**self._config, **changes})
+    def copy(
+        self, *, rate: float | None = None, per: float | None = None, **changes: Unpack[RateLimitOptions]
+    ) -> RateLimiter:
+        """A new limiter with the same settings except those given (and its own state unless a backend was given).
+
+        Raises:
+            ConfigError: A changed setting is invalid.
+        """
+        rate = self._rate if rate is None else rate
+        return RateLimiter(rate, self._per if per is None else per, **{**self._options, **changes})
 
     # Acquiring ------------------------------------------------------------------------------------------------
 
@@ -250,30 +198,14 @@ class RateLimiter:
             RateLimited: In reject mode when over the limit, or in wait mode when the wait exceeds `max_wait`.
             ConfigError: `cost` is not in (0, capacity].
         """
-        clock = default_clock() if self._clock is None else self._clock
+        clock = _clock.current if self._clock is None else self._clock
         now = clock.monotonic()
-        slot = self._name if key is None else (self._name, key)
-        own = self._own
-        if own is None or not 0 < cost <= self._max_cost or now < self._paused_until:
-            wait = self._take_slowly(slot, cost, now)
-        else:
-            # `_take`'s fast path, inlined: this is the call benchmarked against aiolimiter.
-            instruments = t.current()
-            lock = self._lock
-            lock.acquire()
-            try:
-                wait = own.acquire_unlocked(self._effective, slot, cost, now, self._max_wait)
-                if wait == 0.0 and instruments is not None and self._tally_for is instruments:
-                    self._tally[0] += 1
-                    return 0.0
-            finally:
-                lock.release()
-            wait = self._settle(wait, instruments)
+        wait = self._take(key, cost, now)
         if wait:
             try:
                 await clock.asleep(wait)
             except BaseException:
-                self._refund(slot, cost, now + wait)
+                self._refund(key, cost, now + wait)
                 raise
         return wait
 
@@ -284,26 +216,26 @@ class RateLimiter:
             RateLimited: In reject mode when over the limit, or in wait mode when the wait exceeds `max_wait`.
             ConfigError: `cost` is not in (0, capacity].
         """
-        clock = default_clock() if self._clock is None else self._clock
+        clock = _clock.current if self._clock is None else self._clock
         now = clock.monotonic()
-        slot = self._name if key is None else (self._name, key)
-        wait = self._take(slot, cost, now)
+        wait = self._take(key, cost, now)
         if wait:
             try:
                 clock.sleep(wait)
             except BaseException:
-                self._refund(slot, cost, now + wait)
+                self._refund(key, cost, now + wait)
                 raise
         return wait
 
-    def _take(self, slot: Hashable, cost: float, now: float) -> float:
+    def _take(self, key: Hashable, cost: float, now: float) -> float:
         """Decide, count the decision, and annotate the span: 0.0, a wait, or raise `RateLimited`."""
+        slot = self._name if key is None else (self._name, key)
         own = self._own
         if own is None or not 0 < cost <= self._max_cost or now < self._paused_until:
             return self._take_slowly(slot, cost, now)
         # The fast path: our own backend, so one lock covers the decision and its count. Explicit acquire and
         # release cost half of `with` on CPython 3.11.
-        instruments = t.current()
+        instruments = _instruments()
         lock = self._lock
         lock.acquire()
         try:
@@ -345,12 +277,13 @@ class RateLimiter:
                 tally = self._tally if self._tally_for is instruments else self._bind(instruments)
                 tally[0 if wait == 0.0 else 1 if wait > 0 else 2] += 1
             if wait != 0.0:
-                self._annotate(wait)
+                annotate(self._name, wait)
         if wait < 0:
             raise RateLimited(self._name, -wait)
         return wait
 
-    def _refund(self, slot: Hashable, cost: float, at: float) -> None:
+    def _refund(self, key: Hashable, cost: float, at: float) -> None:
+        slot = self._name if key is None else (self._name, key)
         if self._own is not None:
             with self._lock:
                 self._own.refund(self._effective, slot, cost, at)
@@ -358,40 +291,16 @@ class RateLimiter:
             self._backend.refund(self._effective, slot, cost, at)
 
     def _bind(self, instruments: t.Instruments) -> list[int]:
-        """Start counting for a newly installed SDK: a tally it reads at collection time (call under the lock)."""
-        tally = [0, 0, 0]
-        labels = (self._allowed, self._delayed, self._rejected)
+        """Start counting for a newly installed SDK (call under the lock)."""
+        self._tally, self._tally_for = tally_for(instruments, self._labels), instruments
+        return self._tally
 
-        def read() -> list[tuple[t.Labels, int]]:
-            return [(labels[i], n) for i, n in enumerate(tally) if n]
-
-        instruments.rate_limit_counts.add_source(read)
-        self._tally, self._tally_for = tally, instruments
-        return tally
-
-    def _annotate(self, wait: float) -> None:
-        span = trace.get_current_span()
-        if not span.is_recording():
-            return
-        if wait > 0:
-            span.add_event(
-                t.RATE_LIMIT_EVENT,
-                {t.RATE_LIMIT_NAME: self._name, t.RATE_LIMIT_DECISION: "delayed", t.RATE_LIMIT_WAIT: wait},
-            )
-            # Several waits under one span (retried attempts, say) add up.
-            attributes: Mapping[str, object] = getattr(span, "attributes", None) or {}
-            earlier = attributes.get(t.RATE_LIMIT_WAIT)
-            span.set_attribute(t.RATE_LIMIT_WAIT, earlier + wait if isinstance(earlier, float) else wait)
-        else:
-            span.add_event(
-                t.RATE_LIMIT_EVENT,
-                {
-                    t.RATE_LIMIT_NAME: self._name,
-                    t.RATE_LIMIT_DECISION: "rejected",
-                    t.RATE_LIMIT_WAIT: 0.0,
-                    t.RATE_LIMIT_RETRY_AFTER: -wait,
-                },
-            )
+    def _check_cost(self, where: str, cost: object) -> float:
+        """`cost` if one call may take it: a number > 0 and at most the capacity."""
+        units = _check.number(where, "cost", cost, gt=0)
+        if units > self._max_cost:
+            raise self._bad_cost(where, cost)
+        return units
 
     def _bad_cost(self, where: str, cost: object) -> ConfigError:
         return ConfigError(
@@ -413,12 +322,12 @@ class RateLimiter:
     async def __aexit__(self, *_exc: object) -> None:
         return None
 
-    def slot(self, cost: float = 1, *, key: Hashable = None) -> _Slot:
+    def slot(self, cost: float = 1, *, key: Hashable = None) -> Slot:
         """A one-use `with` / `async with` block taking `cost` units for `key`.
 
         Unlike `with limiter:`, it also reports the block's latency and outcome to `record()` (adaptive mode).
         """
-        return _Slot(self, cost, key)
+        return Slot(self, cost, key)
 
     # Adaptive mode --------------------------------------------------------------------------------------------
 
@@ -427,25 +336,13 @@ class RateLimiter:
 
         The decorator and `slot()` call this for you. Does nothing unless the limiter is adaptive.
         """
-        settings = self._adaptive
-        if settings is None:
+        controller = self._controller
+        if controller is None:
             return
         with self._lock:
-            self._samples.append(latency_s)
-            if not ok:
-                self._errors += 1
-            count = len(self._samples)
-            if count < settings.window:
-                return
-            samples, errors = sorted(self._samples), self._errors
-            self._samples.clear()
-            self._errors = 0
-            high = samples[max(0, math.ceil(settings.percentile * count) - 1)]
-            slow = settings.target_latency is not None and high > settings.target_latency
-            if slow or errors / count > settings.max_error_rate:
-                self._set_factor(max(settings.min_factor, self._factor * settings.decrease))
-            elif self._factor < 1.0:
-                self._set_factor(min(1.0, self._factor + settings.increase))
+            factor = controller.record(latency_s, ok)
+            if factor is not None:
+                self._set_factor(factor)
 
     def backoff(self, retry_after: float | None = None) -> None:
         """Tell the limiter the service pushed back (HTTP 429, `Retry-After`): pause admissions and slow down.
@@ -457,15 +354,12 @@ class RateLimiter:
             until = self.clock.monotonic() + retry_after
             with self._lock:
                 self._paused_until = max(self._paused_until, until)
-        settings = self._adaptive
-        if settings is not None:
+        controller = self._controller
+        if controller is not None:
             with self._lock:
-                self._samples.clear()
-                self._errors = 0
-                self._set_factor(max(settings.min_factor, self._factor * settings.decrease))
+                self._set_factor(controller.push_back())
 
     def _set_factor(self, factor: float) -> None:
-        self._factor = factor
         self._effective = self._limit if factor >= 1.0 else self._limit.scaled(factor)
 
     # Decorating -----------------------------------------------------------------------------------------------
@@ -485,132 +379,19 @@ class RateLimiter:
         Raises:
             ConfigError: `key` names an argument `func` does not have, or `cost` is out of range.
         """
-        if not _number("@rate_limit", "cost", cost, "a number > 0", _finite_positive) <= self._max_cost:
-            raise self._bad_cost("@rate_limit", cost)
-        key_of = _key_getter(func, self._key if key is None else key)
-        return wrap_policy(func, _Bound(self, key_of, cost), "rate_limit")
-
-
-def _at_least_1(x: float) -> bool:
-    return 1 <= x < math.inf
-
-
-class _Slot:
-    __slots__ = ("_cost", "_key", "_limiter", "_start")
-
-    def __init__(self, limiter: RateLimiter, cost: float, key: Hashable) -> None:
-        self._limiter, self._cost, self._key = limiter, cost, key
-        self._start = 0.0
-
-    def __enter__(self) -> Self:
-        self._limiter.acquire_sync(self._cost, key=self._key)
-        self._start = self._limiter.clock.monotonic()
-        return self
-
-    async def __aenter__(self) -> Self:
-        await self._limiter.acquire(self._cost, key=self._key)
-        self._start = self._limiter.clock.monotonic()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None or issubclass(kind, Exception):
-            self._limiter.record(self._limiter.clock.monotonic() - self._start, ok=kind is None)
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(kind, error, tb)
-
-
-class _Bound:
-    """One decorated function's view of a limiter: how to find its key, and what a call costs."""
-
-    __slots__ = ("cost", "key_of", "limiter")
-
-    def __init__(self, limiter: RateLimiter, key_of: KeyFunc | None, cost: float) -> None:
-        self.limiter, self.key_of, self.cost = limiter, key_of, cost
-
-    def call(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key = None if self.key_of is None else self.key_of(args, kwargs)
-        if self.limiter.adaptive is None:
-            self.limiter.acquire_sync(self.cost, key=key)
-            return func(*args, **kwargs)
-        with _Slot(self.limiter, self.cost, key):
-            return func(*args, **kwargs)
-
-    async def acall(self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key = None if self.key_of is None else self.key_of(args, kwargs)
-        if self.limiter.adaptive is None:
-            await self.limiter.acquire(self.cost, key=key)
-            return await func(*args, **kwargs)
-        async with _Slot(self.limiter, self.cost, key):
-            return await func(*args, **kwargs)
-
-
-def _key_getter(func: Callable[..., Any], key: str | KeyFunc | None) -> KeyFunc | None:
-    """Turn `key=` into a function of (args, kwargs), resolving an argument name against `func`'s signature."""
-    if key is None or not isinstance(key, str):
-        return key
-    target: Callable[..., Any] = func
-    if isinstance(func, (classmethod, staticmethod)):
-        target = cast("classmethod[Any, ..., Any] | staticmethod[..., Any]", func).__func__
-    qualname = getattr(target, "__qualname__", repr(target))
-    try:
-        parameters = inspect.signature(target).parameters
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"@rate_limit(key={key!r}): cannot read the signature of {qualname} ({error})") from None
-    parameter = parameters.get(key)
-    if parameter is None or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-        names = ", ".join(n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-        raise ConfigError(
-            f"@rate_limit(key={key!r}): {qualname}() has no argument {key!r} (its arguments: {names or 'none'}); "
-            "name one of them, or pass a function of (args, kwargs)"
-        )
-    default = None if parameter.default is parameter.empty else parameter.default
-    positional = parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-    index = list(parameters).index(key) if positional else -1
-    by_keyword = parameter.kind is not parameter.POSITIONAL_ONLY
-
-    def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        if 0 <= index < len(args):
-            return args[index]
-        return kwargs.get(key, default) if by_keyword else default
-
-    return key_of
+        cost = self._check_cost("@rate_limit", cost)
+        key_of = key_getter(func, self._key if key is None else key)
+        return wrap_policy(func, Bound(self, key_of, cost), "rate_limit")
 
 
 @overload
 def rate_limit(rate: RateLimiter, /, *, key: str | KeyFunc | None = None, cost: float = 1) -> Decorator[P, R]: ...
 @overload
 def rate_limit(
-    rate: float,
-    per: float = 1.0,
-    *,
-    burst: float | None = None,
-    algorithm: Algorithm = "token_bucket",
-    name: str | None = None,
-    key: str | KeyFunc | None = None,
-    mode: Mode = "wait",
-    max_wait: float | None = None,
-    adaptive: bool | Adaptive = False,
-    cost: float = 1,
-    backend: RateLimitBackend | None = None,
-    clock: Clock | None = None,
+    rate: float, per: float = 1.0, *, cost: float = 1, **options: Unpack[RateLimitOptions]
 ) -> Decorator[P, R]: ...
 def rate_limit(
-    rate: float | RateLimiter,
-    per: float = 1.0,
-    *,
-    burst: float | None = None,
-    algorithm: Algorithm = "token_bucket",
-    name: str | None = None,
-    key: str | KeyFunc | None = None,
-    mode: Mode = "wait",
-    max_wait: float | None = None,
-    adaptive: bool | Adaptive = False,
-    cost: float = 1,
-    backend: RateLimitBackend | None = None,
-    clock: Clock | None = None,
+    rate: float | RateLimiter, per: float = 1.0, *, cost: float = 1, **options: Unpack[RateLimitOptions]
 ) -> Decorator[P, R]:
     """Rate-limit a function: build a `RateLimiter` from the arguments (see there), or use the one given.
 
@@ -620,16 +401,9 @@ def rate_limit(
     Args:
         rate: Units per `per` seconds, or an existing `RateLimiter`.
         per: The period in seconds.
-        burst: Token bucket capacity.
-        algorithm: "token_bucket" or "sliding_window".
-        name: The limiter's name (metric label); defaults to the function's name.
-        key: Per-key limits: an argument name such as "user_id", or a function of (args, kwargs).
-        mode: "wait" or "reject".
-        max_wait: In wait mode, the longest wait accepted (seconds).
-        adaptive: True or an `Adaptive` for latency- and error-driven rate control.
         cost: Units each call takes.
-        backend: Where the state lives.
-        clock: Time source (tests).
+        **options: The `RateLimiter` options (`burst`, `algorithm`, `name`, `key`, `mode`, `max_wait`,
+            `adaptive`, `backend`, `clock`); with an existing limiter, only `key`.
 
     Raises:
         ConfigError: An argument is invalid, or (when decorating) `key` names an argument the function lacks.
@@ -639,18 +413,17 @@ def rate_limit(
         ... def answer(user_id: str, question: str) -> str:
         ...     return "42"
     """
+    key = options.get("key")
     if isinstance(rate, RateLimiter):
+        if extra := sorted(options.keys() - {"key"}):
+            raise ConfigError(f"@rate_limit({extra[0]}=...): with an existing RateLimiter, only key= and cost= apply")
         limiter, named = rate, True
     else:
-        settings: dict[str, Any] = {"burst": burst, "algorithm": algorithm, "key": key, "mode": mode}
-        settings |= {"max_wait": max_wait, "adaptive": adaptive, "backend": backend, "clock": clock}
-        limiter = RateLimiter(rate, per, name=name or "rate_limiter", **settings)
-        named = name is not None
-    if not _number("@rate_limit", "cost", cost, "a number > 0", _finite_positive) <= limiter.limit.max_cost:
-        raise limiter._bad_cost("@rate_limit", cost)  # pyright: ignore[reportPrivateUsage]
+        limiter, named = RateLimiter(rate, per, **options), options.get("name") is not None
+    limiter._check_cost("@rate_limit", cost)  # pyright: ignore[reportPrivateUsage]
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        bound = limiter if named else limiter.copy(name=getattr(func, "__name__", None) or "rate_limiter")
+        bound = limiter if named else limiter.copy(name=getattr(func, "__name__", None) or _UNNAMED)
         return bound.decorate(func, key=key, cost=cost)
 
     return decorate

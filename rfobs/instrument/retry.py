@@ -8,16 +8,11 @@ budget counted from the real first attempt.
 
 from __future__ import annotations
 
-import difflib
-import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Final, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, cast, overload
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
 
-from opentelemetry import trace
-from tenacity import Future as Outcome
-from tenacity import RetryCallState, RetryError, Retrying, before_nothing, retry_all, retry_if_exception
+from tenacity import Retrying, before_nothing, retry_all, retry_if_exception
 from tenacity.asyncio import AsyncRetrying
 from tenacity.asyncio.retry import RetryBaseT as AsyncRetryBaseT
 from tenacity.asyncio.retry import async_retry_base
@@ -26,9 +21,11 @@ from tenacity.retry import RetryBaseT
 from tenacity.stop import StopBaseT, stop_after_attempt, stop_any, stop_base
 from tenacity.wait import WaitBaseT, wait_base
 
-from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited
+from rfobs import _check
+from rfobs.exceptions import CircuitOpen, ConfigError
 from rfobs.instrument import _telemetry as t
-from rfobs.instrument._clock import Clock, default_clock
+from rfobs.instrument._clock import Clock, check_clock, default_clock
+from rfobs.instrument._retry_run import Labels, Run, SupportsBackoff
 from rfobs.instrument._retry_strategies import (
     Backoff,
     Deadline,
@@ -38,10 +35,7 @@ from rfobs.instrument._retry_strategies import (
     Veto,
     check_backoff,
     check_seconds,
-    check_types,
-    config_error,
     default_retryable,
-    http_status,
     retry_after_hint,
 )
 from rfobs.instrument._wrap import wrap_policy
@@ -59,28 +53,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_log = logging.getLogger("rfobs")
-
-
-class SupportsBackoff(Protocol):
-    """A rate limiter `@retry` can tell about an HTTP 429 or a Retry-After hint (`RateLimiter` implements it)."""
-
-    def backoff(self, retry_after: float | None) -> None:
-        """Slow down: the upstream refused a call and asked for `retry_after` seconds (None: no hint)."""
-        ...
-
-
-def _notice(limiter: SupportsBackoff, error: BaseException) -> None:
-    # RateLimited and CircuitOpen are rfobs's own refusals, not the upstream's: backing off on them would feed back.
-    if isinstance(error, RateLimited | CircuitOpen):
-        return
-    hint = retry_after_hint(error)
-    if hint is None and http_status(error) != 429:
-        return
-    try:
-        limiter.backoff(hint)
-    except Exception:
-        _log.warning("rfobs: %r.backoff(%r) raised; retrying without it", limiter, hint, exc_info=True)
 
 
 class RetryOptions(TypedDict, total=False):
@@ -103,21 +75,7 @@ class RetryOptions(TypedDict, total=False):
     retry: RetryBaseT | AsyncRetryBaseT | None
 
 
-class _Labels:
-    """Metric label sets of one operation, built once."""
-
-    __slots__ = ("exhausted", "name", "non_retryable", "retry", "success")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.success = (("operation", name), ("outcome", "success"))
-        self.retry = (("operation", name), ("outcome", "retry"))
-        self.exhausted = (("operation", name), ("outcome", "exhausted"))
-        self.non_retryable = (("operation", name), ("outcome", "non_retryable"))
-
-
-_EXHAUSTED: Final = object()  # returned by tenacity's retry_error_callback in place of raising RetryError
-_unnamed: dict[str, _Labels] = {}  # labels of functions run through an unnamed policy's call(); bounded by code
+_unnamed: dict[str, Labels] = {}  # labels of functions run through an unnamed policy's call(); bounded by code
 
 
 def _qualname(func: object) -> str:
@@ -125,123 +83,12 @@ def _qualname(func: object) -> str:
     return str(getattr(inner, "__qualname__", None) or type(inner).__qualname__)
 
 
-def _labels_of(func: object) -> _Labels:
+def _labels_of(func: object) -> Labels:
     name = _qualname(func)
     labels = _unnamed.get(name)
     if labels is None:
-        labels = _unnamed[name] = _Labels(name)
+        labels = _unnamed[name] = Labels(name)
     return labels
-
-
-class _Run:
-    """One call's retry bookkeeping and tenacity hooks: it lives with that call, never on the shared policy."""
-
-    __slots__ = (
-        "attempts", "counts", "error", "func", "labels", "limiter", "outcome", "pending", "span", "start", "traceback"
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        labels: _Labels,
-        limiter: SupportsBackoff | None,
-        first: Exception | None,
-        start: float,
-    ) -> None:
-        self.func = func
-        self.labels = labels
-        self.limiter = limiter
-        self.pending = first  # the fast path's failure, replayed to tenacity as attempt 1
-        self.error: BaseException | None = first
-        self.traceback: TracebackType | None = first.__traceback__ if first is not None else None
-        self.start = start
-        self.attempts = 0
-        self.outcome: Outcome | None = None
-        instruments = t.current()
-        self.counts = instruments.retry_counts if instruments is not None else None
-        span = trace.get_current_span() if instruments is not None else None
-        self.span = span if span is not None and span.is_recording() else None
-        if first is not None and limiter is not None:
-            _notice(limiter, first)
-
-    def _failed(self, error: BaseException) -> None:
-        self.error, self.traceback = error, error.__traceback__
-        if self.limiter is not None:
-            _notice(self.limiter, error)
-
-    def attempt(self, *args: Any, **kwargs: Any) -> Any:
-        self.attempts += 1
-        if (pending := self.pending) is not None:
-            self.pending = None
-            raise pending
-        try:
-            return self.func(*args, **kwargs)
-        except BaseException as error:
-            self._failed(error)
-            raise
-
-    async def aattempt(self, *args: Any, **kwargs: Any) -> Any:
-        self.attempts += 1
-        if (pending := self.pending) is not None:
-            self.pending = None
-            raise pending
-        try:
-            return await self.func(*args, **kwargs)
-        except BaseException as error:
-            self._failed(error)
-            raise
-
-    def before(self, retry_state: RetryCallState) -> None:
-        # Tenacity's own time-based stop objects measure from its start_time; the first attempt began earlier.
-        if retry_state.attempt_number == 1:
-            retry_state.start_time = self.start
-
-    def before_sleep(self, retry_state: RetryCallState) -> None:
-        if self.counts is not None:
-            self.counts.add(self.labels.retry)
-        if self.span is not None:
-            attributes: dict[str, Any] = {
-                t.RETRY_OPERATION: self.labels.name,
-                t.RETRY_ATTEMPT: retry_state.attempt_number,
-                t.RETRY_DELAY: float(retry_state.upcoming_sleep),
-            }
-            outcome = retry_state.outcome
-            error = outcome.exception() if outcome is not None else None
-            if error is not None:
-                attributes[t.EXCEPTION_TYPE] = type(error).__qualname__
-            self.span.add_event(t.RETRY_EVENT, attributes)
-
-    def exhausted(self, retry_state: RetryCallState) -> object:
-        self.outcome = retry_state.outcome
-        return _EXHAUSTED
-
-    def finish(self, labels: tuple[tuple[str, str], ...], outcome: str) -> None:
-        if self.counts is not None:
-            self.counts.add(labels)
-        if self.span is not None:
-            self.span.set_attributes({t.RETRY_ATTEMPTS: self.attempts, t.RETRY_OUTCOME: outcome})
-
-    def result(self, result: object) -> Any:
-        """The call's return value, or its last error re-raised unchanged once tenacity gave up."""
-        if result is not _EXHAUSTED:
-            self.finish(self.labels.success, "success")
-            return result
-        self.finish(self.labels.exhausted, "exhausted")
-        outcome = self.outcome
-        error = outcome.exception() if outcome is not None else None
-        if error is None:  # a tenacity `retry=` that retries on results ran out of attempts: no error to re-raise
-            raise RetryError(cast("Outcome", outcome))
-        raise error.with_traceback(self.traceback if error is self.error else error.__traceback__)
-
-    def escaped(self, error: BaseException) -> BaseException:
-        """Record a non-retryable end; the exception to re-raise, with the traceback of where it was raised.
-
-        Cancellation and exits (non-`Exception`s, also while sleeping between attempts) end the call without an
-        outcome: counting them as non-retryable failures would mislead a dashboard.
-        """
-        if isinstance(error, Exception):
-            self.finish(self.labels.non_retryable, "non_retryable")
-        return error.with_traceback(self.traceback) if error is self.error else error
 
 
 class RetryPolicy:
@@ -309,15 +156,9 @@ class RetryPolicy:
 
     def __init__(self, **options: Unpack[RetryOptions]) -> None:
         owner = "RetryPolicy"
-        for unknown in options.keys() - RetryOptions.__annotations__.keys():
-            close = difflib.get_close_matches(unknown, RetryOptions.__annotations__, n=1)
-            hint = f"; did you mean {close[0]}=?" if close else ""
-            raise ConfigError(
-                f"{owner}({unknown}=...): unknown option{hint} Options: {', '.join(RetryOptions.__annotations__)}"
-            )
-        max_attempts: object = options.get("max_attempts", 3)
-        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-            raise config_error(owner, "max_attempts", max_attempts, "an integer >= 1 (attempts including the first)")
+        _check.options(owner, options, RetryOptions.__annotations__)
+        attempts = "an integer >= 1 (attempts including the first)"
+        max_attempts = _check.integer(owner, "max_attempts", options.get("max_attempts", 3), ge=1, allowed=attempts)
         strategy, jitter = options.get("strategy", "exponential"), options.get("jitter", "full")
         base_delay, max_delay = check_backoff(
             owner, strategy, options.get("base_delay", 1.0), options.get("max_delay", 60.0), jitter
@@ -325,23 +166,22 @@ class RetryPolicy:
         max_total_time = options.get("max_total_time")
         if max_total_time is not None:
             max_total_time = check_seconds(owner, "max_total_time", max_total_time, positive=True)
-        retry_on = check_types(owner, "retry_on", options.get("retry_on", ()), Exception)
-        non_retryable = check_types(owner, "non_retryable", options.get("non_retryable", ()), BaseException)
-        retry_if, clock, limiter = options.get("retry_if"), options.get("clock"), options.get("limiter")
+        retry_on = _check.exception_types(owner, "retry_on", options.get("retry_on", ()), Exception)
+        non_retryable = _check.exception_types(owner, "non_retryable", options.get("non_retryable", ()))
+        retry_if, limiter = options.get("retry_if"), options.get("limiter")
         stop, wait, retry = options.get("stop"), options.get("wait"), options.get("retry")
         for argument, value in (("retry_if", retry_if), ("stop", stop), ("wait", wait), ("retry", retry)):
-            if value is not None and not callable(value):
-                raise config_error(owner, argument, value, "a callable (a tenacity strategy object) or None")
-        if clock is not None and not all(callable(getattr(clock, m, None)) for m in ("monotonic", "sleep", "asleep")):
-            raise config_error(owner, "clock", clock, "an rfobs Clock (monotonic, sleep, asleep) or None")
+            if value is not None:
+                _check.function(owner, argument, value, "a callable (a tenacity strategy object) or None")
+        clock = check_clock(owner, options.get("clock"))
         if limiter is not None and not callable(getattr(limiter, "backoff", None)):
-            raise config_error(owner, "limiter", limiter, "an object with a backoff(retry_after) method, or None")
-        name = cast("object", options.get("name"))
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise config_error(owner, "name", name, "a non-empty string naming the operation, or None")
+            raise _check.bad(owner, "limiter", limiter, "an object with a backoff(retry_after) method, or None")
+        name = options.get("name")
+        if name is not None:
+            name = _check.text(owner, "name", name, "a non-empty string naming the operation, or None")
 
         self._options: RetryOptions = options  # a fresh dict per call
-        self.name = name.strip() if name is not None else None
+        self.name = name
         self.max_attempts, self.max_total_time = max_attempts, max_total_time
         self.strategy: Strategy = strategy
         self.jitter: Jitter = jitter
@@ -362,7 +202,7 @@ class RetryPolicy:
         self._stop: StopBaseT = stop if stop is not None else stop_after_attempt(max_attempts)
         # What the first attempt's start is measured on: 0 nothing needs it, 1 our clock, 2 tenacity's clock.
         self._start_on = 2 if stop is not None else 0 if max_total_time is None else 1
-        self._labels = _Labels(self.name) if self.name is not None else None
+        self._labels = Labels(self.name) if self.name is not None else None
 
     def is_retryable(self, error: BaseException) -> bool:
         """Whether this policy's own classification retries `error` (ignores a tenacity `retry=` object)."""
@@ -393,10 +233,23 @@ class RetryPolicy:
             return clock, clock.monotonic()
         return None, time.monotonic() if self._start_on == 2 else 0.0
 
-    def _stop_for(self, run: _Run, clock: Clock) -> StopBaseT:
-        if self.max_total_time is None or self._start_on != 1:
-            return self._stop
-        return stop_any(cast("stop_base", self._stop), Deadline(clock, run.start + self.max_total_time))
+    def _prepare(
+        self, func: Callable[..., Any], labels: Labels, first: Exception | None, start: float, clock: Clock | None
+    ) -> tuple[Run, Clock, dict[str, Any]]:
+        """The call's `Run`, its clock, and the arguments tenacity's `Retrying` / `AsyncRetrying` take from them."""
+        run = Run(func, labels, self.limiter, first, start)
+        clock = clock or self.clock or default_clock()
+        stop = self._stop
+        if self.max_total_time is not None and self._start_on == 1:
+            stop = stop_any(cast("stop_base", stop), Deadline(clock, start + self.max_total_time))
+        hooks: dict[str, Any] = {
+            "stop": stop,
+            "wait": self.wait,
+            "before": run.before if self._start_on == 2 else before_nothing,
+            "before_sleep": run.before_sleep,
+            "retry_error_callback": run.exhausted,
+        }
+        return run, clock, hooks
 
     def call(self, func: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """Run `func(*args, **kwargs)`, retrying as the policy says.
@@ -409,28 +262,19 @@ class RetryPolicy:
         """
         labels = self._labels or _labels_of(func)
         clock, start = self._begin() if self._start_on else (None, 0.0)
+        first: Exception | None = None
         if self._fast:
             try:
                 result = func(*args, **kwargs)
             except Exception as error:  # cancellation and exits pass through: not a call outcome, not counted
-                run = _Run(func, labels, self.limiter, error, start)
+                first = error
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
                 if (instruments := t.current()) is not None:
                     instruments.retry_counts.add(labels.success)
                 return result
-        else:
-            run = _Run(func, labels, self.limiter, None, start)
-        clock = clock or self.clock or default_clock()
-        retrying = Retrying(
-            sleep=clock.sleep,
-            stop=self._stop_for(run, clock),
-            wait=self.wait,
-            retry=self.retry,
-            before=run.before if self._start_on == 2 else before_nothing,
-            before_sleep=run.before_sleep,
-            retry_error_callback=run.exhausted,
-        )
+        run, clock, hooks = self._prepare(func, labels, first, start, clock)
+        retrying = Retrying(sleep=clock.sleep, retry=self.retry, **hooks)
         try:
             result = retrying(run.attempt, *args, **kwargs)
         except BaseException as error:
@@ -438,38 +282,29 @@ class RetryPolicy:
         return run.result(result)
 
     async def acall(self, func: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        """Await `func(*args, **kwargs)`, retrying as the policy says (sleeping through the clock's `asleep`).
+        """`call` for a coroutine function: await it, sleeping between attempts through the clock's `asleep`.
 
         Returns:
-            What `func` returned.
+            What `func`'s coroutine returned.
 
         Raises:
-            BaseException: The last error, unchanged, when retries are exhausted or the error is not retryable.
+            BaseException: As `call` does: the last error, unchanged.
         """
         labels = self._labels or _labels_of(func)
         clock, start = self._begin() if self._start_on else (None, 0.0)
+        first: Exception | None = None
         if self._fast:
             try:
                 result = await func(*args, **kwargs)
             except Exception as error:  # cancellation and exits pass through: not a call outcome, not counted
-                run = _Run(func, labels, self.limiter, error, start)
+                first = error
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
                 if (instruments := t.current()) is not None:
                     instruments.retry_counts.add(labels.success)
                 return result
-        else:
-            run = _Run(func, labels, self.limiter, None, start)
-        clock = clock or self.clock or default_clock()
-        retrying = AsyncRetrying(
-            sleep=clock.asleep,
-            stop=self._stop_for(run, clock),
-            wait=self.wait,
-            retry=self._aretry,
-            before=run.before if self._start_on == 2 else before_nothing,
-            before_sleep=run.before_sleep,
-            retry_error_callback=run.exhausted,
-        )
+        run, clock, hooks = self._prepare(func, labels, first, start, clock)
+        retrying = AsyncRetrying(sleep=clock.asleep, retry=self._aretry, **hooks)
         try:
             result: object = await retrying(run.aattempt, *args, **kwargs)
         except BaseException as error:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from opentelemetry import trace
 
+from rfobs import _check
 from rfobs.exceptions import ConfigError, TimeoutExceeded
 from rfobs.instrument import _deadline, _workers
 from rfobs.instrument import _telemetry as t
@@ -51,23 +51,13 @@ def _check_seconds(seconds: object, where: str) -> float:
         raise ConfigError(
             f"{where}(seconds={seconds!r}) needs a limit in seconds, not a function: did you mean {where}(30)?"
         )
-    try:
-        limit = math.nan if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) else float(seconds)
-    except OverflowError:  # an int beyond a float's range
-        limit = math.nan
-    if not 0 < limit <= MAX_SECONDS:  # NaN fails too
-        raise ConfigError(
-            f"{where}(seconds={seconds!r}): expected a finite number of seconds > 0 and <= {MAX_SECONDS:g}"
-        )
-    return limit
+    return _check.number(where, "seconds", seconds, gt=0, le=MAX_SECONDS, what="a finite number of seconds")
 
 
 def _check_name(name: object, where: str) -> str | None:
     if name is None:
         return None
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}(name={name!r}): expected a non-empty string naming the operation, or None")
-    return name.strip()
+    return _check.text(where, "name", name, "a non-empty string naming the operation, or None")
 
 
 class Timeout:

@@ -444,6 +444,10 @@ def bad(**options: Any) -> Callable[[], object]:
         (lambda: CircuitBreaker(""), r"CircuitBreaker\(name=''\): expected a non-empty string"),
         (lambda: circuit_breaker("x", failure_threshold=-1), r"@circuit_breaker\(failure_threshold=-1\)"),
         (lambda: circuit_breaker(" "), r"@circuit_breaker\(name=' '\)"),
+        (bad(clock="system"), r"CircuitBreaker\(clock='system'\): expected an rfobs Clock"),
+        (bad(backend={}), r"CircuitBreaker\(backend=\{\}\): expected a BreakerBackend"),
+        (lambda: circuit_breaker(backend={}), r"@circuit_breaker\(backend=\{\}\)"),  # pyright: ignore[reportArgumentType]
+        (bad(counts_as_failure="ValueError"), r"counts_as_failure='ValueError'\): expected an exception class"),
     ],
 )
 def test_bad_arguments_fail_at_construction(make: Callable[[], object], message: str) -> None:

@@ -17,7 +17,10 @@ from rfobs.testing import Capture
 
 DURATION = "researchflow_agents.timeout_operation_duration"
 BOUNDS = list(_telemetry.DURATION_BUCKETS)
-TOLERANCE = 0.05  # seconds past the deadline we accept for the loop to notice, cancel and unwind
+# Seconds past the deadline we accept for the loop (or the waiting thread) to notice, cancel and unwind. A loaded
+# CI machine deschedules the process for hundreds of milliseconds at times; the lower bounds (never before the
+# deadline) are exact, and a deadline missed outright still fails: the bodies run for 5 or 10 seconds.
+TOLERANCE = 0.5
 OK = {"code": "UNSET", "description": None}
 
 
@@ -116,7 +119,7 @@ async def test_a_call_that_finishes_in_time_returns_its_result_and_is_measured(c
         "bucket_counts": bucket_counts(total),
         "explicit_bounds": BOUNDS,
     }
-    assert 0 <= total < 0.1
+    assert 0 <= total < 1.0  # within its limit: it completed (how fast depends on the machine's load)
 
 
 async def test_in_time_calls_leave_no_timer_handles_behind() -> None:
@@ -215,7 +218,9 @@ async def test_one_timeout_object_serves_concurrent_tasks(capture: Capture) -> N
             await asyncio.sleep(seconds)
             return "done"
 
-    results = await asyncio.gather(run(0.01), run(1.0), run(0.02), return_exceptions=True)
+    # All three are inside the scope at once; the two quick ones finish at the first turn of the loop, so no
+    # stall of the machine can carry them past the deadline.
+    results = await asyncio.gather(run(0), run(1.0), run(0), return_exceptions=True)
     assert results[0] == "done" and results[2] == "done"
     assert isinstance(results[1], TimeoutExceeded)
     points = {p["attributes"]["outcome"]: p["count"] for p in capture.metric(DURATION)}

@@ -1,0 +1,63 @@
+"""What a rate limiter's decisions leave in telemetry: tallies the decision counter reads, and span events.
+
+Counting a decision is an increment of a list item under the limiter's lock; the counter reads the tallies at
+collection time, so an admitted call never touches the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import trace
+
+from rfobs.instrument import _telemetry as t
+
+__all__ = ["Decisions", "annotate", "decision_labels", "tally_for"]
+
+Decisions = tuple[t.Labels, t.Labels, t.Labels]
+"""The metric labels of the three decisions, in the order of a tally: allowed, delayed, rejected."""
+
+
+def decision_labels(limiter: str) -> Decisions:
+    """The labels of `limiter`'s three decisions, built once per limiter."""
+    return (
+        (("limiter", limiter), ("decision", "allowed")),
+        (("limiter", limiter), ("decision", "delayed")),
+        (("limiter", limiter), ("decision", "rejected")),
+    )
+
+
+def tally_for(instruments: t.Instruments, labels: Decisions) -> list[int]:
+    """A new tally of decisions `[allowed, delayed, rejected]`, read by `instruments`' counter at collection."""
+    tally = [0, 0, 0]
+
+    def read() -> list[tuple[t.Labels, int]]:
+        return [(labels[i], n) for i, n in enumerate(tally) if n]
+
+    instruments.rate_limit_counts.add_source(read)
+    return tally
+
+
+def annotate(limiter: str, wait: float) -> None:
+    """Put a `rate_limit` event on the current span for a wait (`wait > 0`) or a refusal (`-retry_after`)."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    if wait > 0:
+        span.add_event(
+            t.RATE_LIMIT_EVENT, {t.RATE_LIMIT_NAME: limiter, t.RATE_LIMIT_DECISION: "delayed", t.RATE_LIMIT_WAIT: wait}
+        )
+        # Several waits under one span (retried attempts, say) add up.
+        attributes: Mapping[str, object] = getattr(span, "attributes", None) or {}
+        earlier = attributes.get(t.RATE_LIMIT_WAIT)
+        span.set_attribute(t.RATE_LIMIT_WAIT, earlier + wait if isinstance(earlier, float) else wait)
+    else:
+        span.add_event(
+            t.RATE_LIMIT_EVENT,
+            {
+                t.RATE_LIMIT_NAME: limiter,
+                t.RATE_LIMIT_DECISION: "rejected",
+                t.RATE_LIMIT_WAIT: 0.0,
+                t.RATE_LIMIT_RETRY_AFTER: -wait,
+            },
+        )
