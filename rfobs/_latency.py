@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, TypedDict, cast
 
-from rfobs.exceptions import ConfigError
+from rfobs import _check
 
 __all__ = ["Baseline", "Percentiles", "default_recent", "percentile"]
 
@@ -68,8 +68,8 @@ class Baseline:
     """
 
     def __init__(self, window: int = 1000, *, max_operations: int = 256) -> None:
-        self.window = _positive_int("window", window)
-        self.max_operations = _positive_int("max_operations", max_operations)
+        self.window = _check.integer("Baseline", "window", window, ge=1)
+        self.max_operations = _check.integer("Baseline", "max_operations", max_operations, ge=1)
         self._samples: dict[str, deque[float]] = {}
         self._fixed: dict[str, Percentiles] = {}
         self._lock = threading.Lock()
@@ -185,12 +185,6 @@ class Baseline:
 
     def __repr__(self) -> str:
         return f"Baseline(window={self.window}, operations={len(self._samples) + len(self._fixed)})"
-
-
-def _positive_int(argument: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"Baseline({argument}={value!r}): expected an integer >= 1")
-    return value
 
 
 def _is_seconds(value: object) -> bool:

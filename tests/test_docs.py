@@ -86,3 +86,20 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
         text=True,
     )
     assert "researcher.search" in quickstart_trace.stdout
+
+
+def test_contributing_layout_lists_every_module_with_its_docstring() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    listed = [
+        line
+        for line in (root / "CONTRIBUTING.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("- `rfobs/")
+    ]
+    expected: list[str] = []
+    for path in sorted((root / "rfobs").rglob("*.py")):
+        doc = (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").strip().splitlines()
+        assert doc, f"{path} has no module docstring"
+        expected.append(f"- `{path.relative_to(root).as_posix()}`: {doc[0]}")
+    assert listed == expected, "regenerate the Layout list in CONTRIBUTING.md from the module docstrings"

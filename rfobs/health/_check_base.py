@@ -5,30 +5,24 @@ A bad constructor argument raises `ConfigError` naming the check, the argument, 
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Final, cast
 
-from rfobs.exceptions import ConfigError
+from rfobs import _check
 from rfobs.health._model import CheckResult, Status, Value
 
 __all__ = [
     "BaseCheck",
     "PathArg",
     "age",
-    "bad",
-    "flag",
-    "integer",
     "names",
-    "number",
     "path",
     "paths",
     "size",
     "status_codes",
     "strings",
-    "text",
 ]
 
 PathArg = str | os.PathLike[str]
@@ -36,62 +30,22 @@ PathArg = str | os.PathLike[str]
 _MAX_NAMES: Final = 5  # files or keys named in one message before "and N more"
 
 
-def bad(owner: str, argument: str, value: Any, allowed: str) -> ConfigError:
-    """The error for `owner(argument=value)`; `value` is shown with `repr`, so pass it redacted when needed.
-
-    `value` is `Any` because callers pass it after `isinstance` checks have narrowed it to partly unknown types.
-    """
-    return ConfigError(f"{owner}({argument}={value!r}): expected {allowed}")
-
-
-def number(
-    owner: str, argument: str, value: object, low: float, high: float = math.inf, *, above: bool = False
-) -> float:
-    """`value` as a float in [low, high] (in (low, high] when `above`)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
-    if ok and (value > low if above else value >= low) and value <= high:  # pyright: ignore[reportOperatorIssue]
-        return float(value)  # pyright: ignore[reportArgumentType]
-    bound = f"> {low:g}" if above else f">= {low:g}"
-    raise bad(owner, argument, value, f"a number {bound}" + (f" and <= {high:g}" if high < math.inf else ""))
-
-
-def integer(owner: str, argument: str, value: object, low: int) -> int:
-    """`value` as an int >= `low` (a bool is refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise bad(owner, argument, value, f"an integer >= {low}")
-    return value
-
-
-def flag(owner: str, argument: str, value: object) -> bool:
-    """`value` if it is a bool."""
-    if not isinstance(value, bool):
-        raise bad(owner, argument, value, "True or False")
-    return value
-
-
-def text(owner: str, argument: str, value: object) -> str:
-    """`value` stripped, if it is a non-empty string."""
-    if not isinstance(value, str) or not value.strip():
-        raise bad(owner, argument, value, "a non-empty string")
-    return value.strip()
-
-
 def paths(owner: str, argument: str, value: object) -> tuple[str, ...]:
     """A non-empty sequence of paths; a bare string is refused (it would be read as one path per character)."""
     if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, Sequence):
-        raise bad(owner, argument, value, "a list of paths (one path goes in a list too)")
+        raise _check.bad(owner, argument, value, "a list of paths (one path goes in a list too)")
     items = cast("Sequence[object]", value)
     if not items:
-        raise bad(owner, argument, value, "at least one path")
+        raise _check.bad(owner, argument, value, "at least one path")
     if not all(isinstance(item, (str, os.PathLike)) and os.fspath(cast(PathArg, item)) for item in items):
-        raise bad(owner, argument, value, "a list of non-empty paths (str or pathlib.Path)")
+        raise _check.bad(owner, argument, value, "a list of non-empty paths (str or pathlib.Path)")
     return tuple(os.fspath(cast(PathArg, item)) for item in items)
 
 
 def path(owner: str, argument: str, value: object) -> str:
     """`value` as a path string, if it is a non-empty str or `os.PathLike`."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(cast(PathArg, value)):
-        raise bad(owner, argument, value, "a non-empty path (str or pathlib.Path)")
+        raise _check.bad(owner, argument, value, "a non-empty path (str or pathlib.Path)")
     return os.fspath(cast(PathArg, value))
 
 
@@ -99,7 +53,7 @@ def strings(owner: str, argument: str, value: object) -> tuple[str, ...]:
     """`value` as a tuple of non-empty strings (a bare string is refused)."""
     items = cast("Sequence[object]", value) if isinstance(value, (list, tuple)) else None
     if items is None or not all(isinstance(item, str) and item for item in items):
-        raise bad(owner, argument, value, "a list of non-empty strings")
+        raise _check.bad(owner, argument, value, "a list of non-empty strings")
     return tuple(cast("Sequence[str]", items))
 
 
@@ -112,7 +66,7 @@ def status_codes(owner: str, argument: str, value: object) -> range | tuple[int,
     else:
         codes = ()
     if not codes or not all(isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes):
-        raise bad(owner, argument, value, "HTTP status codes within 100-599, e.g. range(200, 400) or [200, 204]")
+        raise _check.bad(owner, argument, value, "HTTP status codes within 100-599, e.g. range(200, 400) or [200, 204]")
     return value if isinstance(value, range) else tuple(cast("Sequence[int]", codes))
 
 
@@ -143,8 +97,8 @@ class BaseCheck:
 
     def __init__(self, name: str, critical: bool) -> None:
         owner = type(self).__name__
-        self._name = text(owner, "name", name)
-        self._critical = flag(owner, "critical", critical)
+        self._name = _check.text(owner, "name", name)
+        self._critical = _check.flag(owner, "critical", critical)
 
     @property
     def name(self) -> str:

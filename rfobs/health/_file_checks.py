@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rfobs import _check
 from rfobs._secrets import is_secret_key, scrub_text
 from rfobs.health import _check_base as b
 from rfobs.health._model import CheckResult, Status, Value
@@ -168,9 +169,9 @@ class LogRotationCheck(b.BaseCheck):
         super().__init__(name, critical)
         owner = "LogRotationCheck"
         self.paths = b.paths(owner, "paths", paths)
-        self.max_bytes = b.integer(owner, "max_bytes", max_bytes, 1)
-        self.max_age_seconds = b.number(owner, "max_age_seconds", max_age_seconds, 0, above=True)
-        self.max_rotated = b.integer(owner, "max_rotated", max_rotated, 0)
+        self.max_bytes = _check.integer(owner, "max_bytes", max_bytes, ge=1)
+        self.max_age_seconds = _check.number(owner, "max_age_seconds", max_age_seconds, gt=0, finite=False)
+        self.max_rotated = _check.integer(owner, "max_rotated", max_rotated, ge=0)
 
     async def run(self) -> CheckResult:
         """Scan the logs and judge."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Final
 from urllib.parse import quote
 
+from rfobs import _check
 from rfobs._secrets import redact_url, scrub_text
 from rfobs.health import _check_base as b
 from rfobs.health._model import CheckResult, Status, Value
@@ -54,10 +55,10 @@ class GitRepositoryCheck(b.BaseCheck):
         super().__init__(name, critical)
         owner = "GitRepositoryCheck"
         self.path = b.path(owner, "path", path)
-        self.allow_dirty = b.flag(owner, "allow_dirty", allow_dirty)
-        self.allow_detached = b.flag(owner, "allow_detached", allow_detached)
-        self.timeout = b.number(owner, "timeout", timeout, 0, above=True)
-        self.executable = b.text(owner, "executable", executable)
+        self.allow_dirty = _check.flag(owner, "allow_dirty", allow_dirty)
+        self.allow_detached = _check.flag(owner, "allow_detached", allow_detached)
+        self.timeout = _check.number(owner, "timeout", timeout, gt=0, finite=False)
+        self.executable = _check.text(owner, "executable", executable)
 
     async def run(self) -> CheckResult:
         """Ask git about the work tree and judge."""
@@ -184,7 +185,7 @@ class DependencyCheck(b.BaseCheck):
     ) -> None:
         super().__init__(name, critical)
         owner = "DependencyCheck"
-        url = b.text(owner, "url", url)
+        url = _check.text(owner, "url", url)
         self.display_url = scrub_text(redact_url(url))
         parts = urllib.parse.urlsplit(url)
         try:
@@ -194,13 +195,15 @@ class DependencyCheck(b.BaseCheck):
         self._scheme = parts.scheme.lower()
         port = port if port is not None else _DEFAULT_PORTS.get(self._scheme)
         if not parts.hostname or port is None or port < 0 or not self._scheme:
-            raise b.bad(
+            raise _check.bad(
                 owner, "url", self.display_url, "'tcp://host:port', 'http(s)://host[:port]/path' or a URL with a port"
             )
         self._host, self._port, self._parts = parts.hostname, port, parts
         self.expect_status = b.status_codes(owner, "expect_status", expect_status)
-        self.timeout = b.number(owner, "timeout", timeout, 0, above=True)
-        self.max_latency = None if max_latency is None else b.number(owner, "max_latency", max_latency, 0, above=True)
+        self.timeout = _check.number(owner, "timeout", timeout, gt=0, finite=False)
+        self.max_latency = (
+            None if max_latency is None else _check.number(owner, "max_latency", max_latency, gt=0, finite=False)
+        )
 
     @property
     def is_http(self) -> bool:

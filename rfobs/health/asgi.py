@@ -12,8 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
-from rfobs import _guard
-from rfobs.exceptions import ConfigError
+from rfobs import _check, _guard
 from rfobs.health.checker import HealthChecker
 from rfobs.health.server import respond
 
@@ -86,7 +85,7 @@ def asgi_app(checker: HealthChecker) -> ASGIApp:
         ConfigError: `checker` is not a `HealthChecker`.
     """
     if not isinstance(checker, HealthChecker):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise ConfigError(f"asgi_app(checker={checker!r}): expected a rfobs.health.HealthChecker")
+        raise _check.bad("asgi_app", "checker", checker, "a rfobs.health.HealthChecker")
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if await _other(scope, receive, send):

@@ -12,6 +12,7 @@ import os
 import time
 from typing import cast
 
+from rfobs import _check
 from rfobs._latency import Baseline, Percentiles, default_recent
 from rfobs._secrets import scrub_text
 from rfobs.health import _check_base as b
@@ -50,10 +51,10 @@ class PerformanceCheck(b.BaseCheck):
         owner = "PerformanceCheck"
         self.baseline_path = b.path(owner, "baseline_path", baseline_path)
         if not isinstance(cast(object, recent), Baseline):
-            raise b.bad(owner, "recent", recent, "a Baseline, e.g. default_recent()")
+            raise _check.bad(owner, "recent", recent, "a Baseline, e.g. default_recent()")
         self.recent = recent
-        self.factor = b.number(owner, "factor", factor, 1)
-        self.min_samples = b.integer(owner, "min_samples", min_samples, 1)
+        self.factor = _check.number(owner, "factor", factor, ge=1, finite=False)
+        self.min_samples = _check.integer(owner, "min_samples", min_samples, ge=1)
         self._loaded: tuple[tuple[int, int], dict[str, Percentiles]] | None = None
 
     async def run(self) -> CheckResult:

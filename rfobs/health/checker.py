@@ -8,6 +8,7 @@ import threading
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar, cast
 
+from rfobs import _check
 from rfobs._secrets import scrub_text
 from rfobs.exceptions import ConfigError
 from rfobs.health._model import Check, CheckResult, HealthReport, Status, overall_status
@@ -17,10 +18,6 @@ from rfobs.instrument._clock import Clock, check_clock, default_clock
 __all__ = ["HealthChecker", "run_in_thread"]
 
 _T = TypeVar("_T")
-
-
-def _is_seconds(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < float("inf")
 
 
 class HealthChecker:
@@ -44,12 +41,10 @@ class HealthChecker:
     """
 
     def __init__(self, *, timeout: float = 5.0, cache_ttl: float = 2.0, clock: Clock | None = None) -> None:
-        if not _is_seconds(timeout) or timeout <= 0:
-            raise ConfigError(f"HealthChecker(timeout={timeout!r}): expected a number of seconds > 0")
-        if not _is_seconds(cache_ttl):
-            raise ConfigError(f"HealthChecker(cache_ttl={cache_ttl!r}): expected a number of seconds >= 0")
-        self.timeout = float(timeout)
-        self.cache_ttl = float(cache_ttl)
+        self.timeout = _check.number("HealthChecker", "timeout", timeout, gt=0, allowed="a number of seconds > 0")
+        self.cache_ttl = _check.number(
+            "HealthChecker", "cache_ttl", cache_ttl, ge=0, allowed="a number of seconds >= 0"
+        )
         self._clock = check_clock("HealthChecker", clock)
         self._checks: dict[str, Check] = {}
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from rfobs import _check
 from rfobs._secrets import scrub_text
 from rfobs.health import _check_base as b
 from rfobs.health._file_checks import EnvFileCheck, LogRotationCheck
@@ -49,8 +50,8 @@ class CpuCheck(b.BaseCheck):
         self, max_percent: float = 90.0, *, sample_seconds: float = 0.2, name: str = "cpu", critical: bool = False
     ) -> None:
         super().__init__(name, critical)
-        self.max_percent = b.number("CpuCheck", "max_percent", max_percent, 0, 100)
-        self.sample_seconds = b.number("CpuCheck", "sample_seconds", sample_seconds, 0, 60, above=True)
+        self.max_percent = _check.number("CpuCheck", "max_percent", max_percent, ge=0, le=100, finite=False)
+        self.sample_seconds = _check.number("CpuCheck", "sample_seconds", sample_seconds, gt=0, le=60, finite=False)
 
     async def run(self) -> CheckResult:
         """Sample the CPU and judge."""
@@ -81,7 +82,7 @@ class MemoryCheck(b.BaseCheck):
 
     def __init__(self, max_percent: float = 90.0, *, name: str = "memory", critical: bool = False) -> None:
         super().__init__(name, critical)
-        self.max_percent = b.number("MemoryCheck", "max_percent", max_percent, 0, 100)
+        self.max_percent = _check.number("MemoryCheck", "max_percent", max_percent, ge=0, le=100, finite=False)
 
     async def run(self) -> CheckResult:
         """Read memory use and judge."""
@@ -122,7 +123,7 @@ class DiskCheck(b.BaseCheck):
     ) -> None:
         super().__init__(name, critical)
         self.paths = b.paths("DiskCheck", "paths", paths)
-        self.max_percent = b.number("DiskCheck", "max_percent", max_percent, 0, 100)
+        self.max_percent = _check.number("DiskCheck", "max_percent", max_percent, ge=0, le=100, finite=False)
 
     async def run(self) -> CheckResult:
         """Measure each path's file system and judge."""
@@ -181,9 +182,9 @@ class ProcessCheck(b.BaseCheck):
     ) -> None:
         super().__init__(name, critical)
         if max_open_files is not None:
-            max_open_files = b.integer("ProcessCheck", "max_open_files", max_open_files, 0)
+            max_open_files = _check.integer("ProcessCheck", "max_open_files", max_open_files, ge=0)
         if max_rss_bytes is not None:
-            max_rss_bytes = b.integer("ProcessCheck", "max_rss_bytes", max_rss_bytes, 0)
+            max_rss_bytes = _check.integer("ProcessCheck", "max_rss_bytes", max_rss_bytes, ge=0)
         self.max_open_files = max_open_files
         self.max_rss_bytes = max_rss_bytes
 
@@ -246,8 +247,10 @@ class GpuCheck(b.BaseCheck):
         max_memory_percent: float = 95.0,
     ) -> None:
         super().__init__(name, critical)
-        self.max_temperature_c = b.number("GpuCheck", "max_temperature_c", max_temperature_c, 0, above=True)
-        self.max_memory_percent = b.number("GpuCheck", "max_memory_percent", max_memory_percent, 0, 100)
+        self.max_temperature_c = _check.number("GpuCheck", "max_temperature_c", max_temperature_c, gt=0, finite=False)
+        self.max_memory_percent = _check.number(
+            "GpuCheck", "max_memory_percent", max_memory_percent, ge=0, le=100, finite=False
+        )
 
     async def run(self) -> CheckResult:
         """Read every device through NVML and judge."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Final, cast
 
-from rfobs import _guard
+from rfobs import _check, _guard
 from rfobs._secrets import redact
 from rfobs.exceptions import ConfigError
 from rfobs.health._model import HealthReport, Status
@@ -137,11 +137,11 @@ class HealthServer:
         self, checker: HealthChecker, host: str = "127.0.0.1", port: int = 0, *, live_process: bool = False
     ) -> None:
         if not isinstance(checker, HealthChecker):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"HealthServer(checker={checker!r}): expected a rfobs.health.HealthChecker")
-        if not isinstance(host, str) or not host:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"HealthServer(host={host!r}): expected a host name or IP address, e.g. '127.0.0.1'")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"HealthServer(port={port!r}): expected an integer from 0 to 65535 (0 picks a free port)")
+            raise _check.bad("HealthServer", "checker", checker, "a rfobs.health.HealthChecker")
+        host = _check.text("HealthServer", "host", host, "a host name or IP address, e.g. '127.0.0.1'")
+        port = _check.integer(
+            "HealthServer", "port", port, ge=0, le=65535, allowed="an integer from 0 to 65535 (0 picks a free port)"
+        )
         if live_process and os.name != "posix":
             raise ConfigError(f"HealthServer(live_process=True): needs a POSIX system, not {os.name!r}")
         self.checker = checker

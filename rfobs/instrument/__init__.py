@@ -14,7 +14,14 @@ from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_
 
 if TYPE_CHECKING:
     from rfobs.instrument.breaker import BreakerOptions, CircuitBreaker, circuit_breaker
-    from rfobs.instrument.ratelimit import Adaptive, RateLimiter, rate_limit, rate_limit_api_calls, rate_limit_per_user
+    from rfobs.instrument.ratelimit import (
+        Adaptive,
+        RateLimiter,
+        RateLimitOptions,
+        rate_limit,
+        rate_limit_api_calls,
+        rate_limit_per_user,
+    )
     from rfobs.instrument.retry import (
         Backoff,
         RetryOptions,
@@ -34,6 +41,7 @@ _LAZY: dict[str, str] = {
     "circuit_breaker": "rfobs.instrument.breaker",
     "Adaptive": "rfobs.instrument.ratelimit",
     "RateLimiter": "rfobs.instrument.ratelimit",
+    "RateLimitOptions": "rfobs.instrument.ratelimit",
     "rate_limit": "rfobs.instrument.ratelimit",
     "rate_limit_api_calls": "rfobs.instrument.ratelimit",
     "rate_limit_per_user": "rfobs.instrument.ratelimit",
@@ -56,6 +64,7 @@ __all__ = [
     "Backoff",
     "BreakerOptions",
     "CircuitBreaker",
+    "RateLimitOptions",
     "RateLimiter",
     "RetryOptions",
     "RetryPolicy",

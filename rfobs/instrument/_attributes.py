@@ -11,6 +11,7 @@ from typing import Final, cast
 
 from opentelemetry.util.types import AttributeValue
 
+from rfobs import _check
 from rfobs._secrets import REDACTED, is_secret_key
 from rfobs.exceptions import ConfigError
 
@@ -65,7 +66,7 @@ def check_attributes(attributes: object, decorator: str) -> dict[str, AttributeV
     if attributes is None:
         return {}
     if not isinstance(attributes, Mapping):
-        raise ConfigError(f"@{decorator}(attributes={attributes!r}): expected a mapping of names to values, or None")
+        raise _check.bad(f"@{decorator}", "attributes", attributes, "a mapping of names to values, or None")
     checked: dict[str, AttributeValue] = {}
     for key, value in cast("Mapping[object, object]", attributes).items():
         if not isinstance(key, str) or not key:

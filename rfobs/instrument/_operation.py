@@ -13,10 +13,10 @@ from typing import Any, Final
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from rfobs import _check
 from rfobs._guard import internal_error
 from rfobs._latency import default_recent
 from rfobs._limits import current_limits, stack_trace, truncate
-from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
 
 __all__ = ["Call", "Operation", "check_name", "record_error"]
@@ -35,9 +35,7 @@ Capture = Callable[[tuple[Any, ...], dict[str, Any]], str]
 
 def check_name(argument: str, value: object, decorator: str) -> str:
     """A decorator's name argument, stripped, or a ConfigError naming the argument and the value."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"@{decorator}({argument}={value!r}): expected a non-empty string naming the {argument}")
-    return value.strip()
+    return _check.text(f"@{decorator}", argument, value, f"a non-empty string naming the {argument}")
 
 
 def record_error(span: Span, error: BaseException) -> None:

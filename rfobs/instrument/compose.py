@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
-from rfobs.exceptions import ConfigError
+from rfobs import _check
 from rfobs.instrument.breaker import CircuitBreaker
 from rfobs.instrument.ratelimit import RateLimiter
 from rfobs.instrument.retry import RetryPolicy
@@ -38,14 +38,14 @@ def _retry(value: object) -> RetryPolicy | None:
     if isinstance(value, Mapping):
         return RetryPolicy(**cast("Mapping[str, Any]", value))
     allowed = "a RetryPolicy, a dict of its options, a number of attempts, True or None"
-    raise ConfigError(f"@task(retry={value!r}): expected {allowed}")
+    raise _check.bad("@task", "retry", value, allowed)
 
 
 def _timeout(value: object) -> Timeout | None:
     if value is None or isinstance(value, Timeout):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"@task(timeout={value!r}): expected a Timeout, a number of seconds or None")
+        raise _check.bad("@task", "timeout", value, "a Timeout, a number of seconds or None")
     return Timeout(value)
 
 
@@ -53,7 +53,7 @@ def _check_rate_limit(value: object) -> RateLimiter | float | None:
     if value is None or isinstance(value, RateLimiter):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"@task(rate_limit={value!r}): expected a RateLimiter, calls per second or None")
+        raise _check.bad("@task", "rate_limit", value, "a RateLimiter, calls per second or None")
     RateLimiter(value)  # checks the rate now, at decoration
     return float(value)
 
@@ -61,7 +61,7 @@ def _check_rate_limit(value: object) -> RateLimiter | float | None:
 def _check_breaker(value: object) -> CircuitBreaker | str | bool | None:
     if value is None or isinstance(value, (bool, str, CircuitBreaker)):
         return value
-    raise ConfigError(f"@task(breaker={value!r}): expected a CircuitBreaker, a breaker name, True or None")
+    raise _check.bad("@task", "breaker", value, "a CircuitBreaker, a breaker name, True or None")
 
 
 def _breaker(value: CircuitBreaker | str | bool | None, default_name: str) -> CircuitBreaker | None:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+from rfobs import _check
 from rfobs._latency import percentile
 from rfobs.exceptions import ConfigError
 from rfobs.instrument._wrap import is_coroutine_callable
@@ -60,10 +61,10 @@ def benchmark(
     Raises:
         ConfigError: An argument is out of range (a `ValueError`).
     """
-    _check("iterations", iterations, 1)
-    _check("warmup", warmup, 0)
-    _check("concurrency", concurrency, 1)
-    _check("rounds", rounds, 1)
+    _check.integer("benchmark", "iterations", iterations, ge=1)
+    _check.integer("benchmark", "warmup", warmup, ge=0)
+    _check.integer("benchmark", "concurrency", concurrency, ge=1)
+    _check.integer("benchmark", "rounds", rounds, ge=1)
     if concurrency > iterations:
         raise ConfigError(f"benchmark(concurrency={concurrency!r}): expected at most iterations ({iterations})")
     import psutil
@@ -82,11 +83,6 @@ def benchmark(
     return _summarise(
         name or getattr(fn, "__qualname__", repr(fn)), iterations, concurrency, results, overhead, cpu, rss
     )
-
-
-def _check(argument: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(cast(object, value), int) or value < minimum:
-        raise ConfigError(f"benchmark({argument}={value!r}): expected an integer >= {minimum}")
 
 
 def _timer_overhead() -> float:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+from rfobs import _check
 from rfobs.exceptions import ConfigError
 
 __all__ = ["Comparison", "Delta", "compare"]
@@ -69,9 +70,7 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], threshold: 
     Raises:
         ConfigError: `threshold` is negative or not finite, or the two results are of different kinds.
     """
-    value = cast(object, threshold)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ConfigError(f"compare(threshold={threshold!r}): expected a finite number >= 0")
+    _check.number("compare", "threshold", threshold, ge=0, what="a finite number")
     kind = baseline.get("kind")
     if kind not in ("benchmark", "load_test") or current.get("kind") != kind:
         raise ConfigError(

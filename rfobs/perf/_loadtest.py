@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Final, cast
 
+from rfobs import _check
 from rfobs.exceptions import ConfigError
 from rfobs.instrument._wrap import is_coroutine_callable
 from rfobs.perf._http import HttpClient, HttpStatusError
@@ -60,30 +61,27 @@ class LoadTestConfig:
                 f"LoadTestConfig(total_requests={self.total_requests!r}, duration={self.duration!r}): "
                 "expected exactly one of them"
             )
-        _integer("concurrent_users", self.concurrent_users)
+        _check.integer("LoadTestConfig", "concurrent_users", self.concurrent_users, ge=1)
         if self.total_requests is not None:
-            _integer("total_requests", self.total_requests)
+            _check.integer("LoadTestConfig", "total_requests", self.total_requests, ge=1)
         if self.duration is not None:
             _seconds("duration", self.duration, positive=True)
         _seconds("ramp_up", self.ramp_up)
         _seconds("think_time", self.think_time)
         if self.timeout is not None:
             _seconds("timeout", self.timeout, positive=True)
-        rate = cast(object, self.sample_spans)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ConfigError(f"LoadTestConfig(sample_spans={rate!r}): expected a fraction from 0 to 1")
-
-
-def _integer(argument: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"LoadTestConfig({argument}={value!r}): expected an integer >= 1")
+        _check.number("LoadTestConfig", "sample_spans", self.sample_spans, ge=0, le=1, allowed="a fraction from 0 to 1")
 
 
 def _seconds(argument: str, value: object, *, positive: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or cast(float, value) < 0 or (positive and cast(float, value) == 0):
-        allowed = "a finite number of seconds " + ("> 0" if positive else ">= 0")
-        raise ConfigError(f"LoadTestConfig({argument}={value!r}): expected {allowed}")
+    _check.number(
+        "LoadTestConfig",
+        argument,
+        value,
+        gt=0 if positive else None,
+        ge=None if positive else 0,
+        what="a finite number of seconds",
+    )
 
 
 @dataclass(frozen=True)
