@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, TypedDict, cast
 
-from rfobs import _check
+from rfobs import _check, _state
 
-__all__ = ["Baseline", "Percentiles", "default_recent", "percentile"]
+__all__ = ["Baseline", "Percentiles", "default_recent", "percentile", "record_call_latencies", "recorder"]
 
 PathArg = str | os.PathLike[str]
 
@@ -209,8 +209,22 @@ def _write_atomically(target: Path, text: str) -> None:
 
 
 _default_recent = Baseline()
+recorder: Baseline | None = None
+"""Where every decorated call records its duration, or None (the default: the hot path then records nothing)."""
 
 
 def default_recent() -> Baseline:
     """The process-wide `Baseline` of recent timings that the SDK's own task and API-call spans are recorded into."""
     return _default_recent
+
+
+def record_call_latencies(into: Baseline | None) -> None:
+    """Have every decorated call record its duration into `into` from now on (None: stop).
+
+    The performance health check turns this on when it is built: without one, nobody reads the timings.
+    """
+    global recorder
+    recorder = into
+
+
+_state.on_reset(lambda: record_call_latencies(None))

@@ -13,7 +13,7 @@ import time
 from typing import cast
 
 from rfobs import _check
-from rfobs._latency import Baseline, Percentiles, default_recent
+from rfobs._latency import Baseline, Percentiles, default_recent, record_call_latencies
 from rfobs._secrets import scrub_text
 from rfobs.health import _check_base as b
 from rfobs.health._model import CheckResult, Status, Value
@@ -55,6 +55,7 @@ class PerformanceCheck(b.BaseCheck):
         self.recent = recent
         self.factor = _check.number(owner, "factor", factor, ge=1, finite=False)
         self.min_samples = _check.integer(owner, "min_samples", min_samples, ge=1)
+        record_call_latencies(recent)  # decorated calls feed it only while a performance check exists
         self._loaded: tuple[tuple[int, int], dict[str, Percentiles]] | None = None
 
     async def run(self) -> CheckResult:

@@ -13,9 +13,8 @@ from typing import Any, Final
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from rfobs import _check
+from rfobs import _check, _latency
 from rfobs._guard import internal_error
-from rfobs._latency import default_recent
 from rfobs._limits import current_limits, stack_trace, truncate
 from rfobs.instrument import _telemetry as t
 
@@ -153,7 +152,8 @@ class Call:
                     ok = operation.on_result(result, span, self._instruments, elapsed)
                 if operation.capture_output is not None and span.is_recording():
                     span.set_attribute(t.RFOBS_OUTPUT, operation.capture_output(result))
-            default_recent().record(operation.span_name, elapsed)  # the health check's degradation input
+            if (recent := _latency.recorder) is not None:  # set by the performance health check, when there is one
+                recent.record(operation.span_name, elapsed)
             counts, histogram = operation.metrics(self._instruments)
             if ok:
                 counts.add(operation.success_labels)

@@ -115,11 +115,12 @@ def test_record_spans_uses_names_and_durations() -> None:
     assert baseline.snapshot() == {"researcher.plan": {"p50": 0.02, "p95": pytest.approx(0.029), "count": 3}}
 
 
-def test_default_recent_is_one_process_wide_baseline(capture: Capture) -> None:
+def test_default_recent_is_one_process_wide_baseline(capture: Capture, tmp_path: Path) -> None:
     @rfobs.task("shared", "step")
     def step() -> None:
         pass
 
+    PerformanceCheck(tmp_path / "baseline.json", default_recent())  # a performance check turns recording on
     default_recent().clear()
     seen: list[Baseline] = []
 
@@ -243,6 +244,7 @@ async def test_sdk_task_timings_feed_the_default_recent_baseline(capture: Captur
     def plan() -> int:
         return 1
 
+    check = PerformanceCheck(tmp_path / "baseline.json", default_recent())
     default_recent().clear()
     for _ in range(25):
         plan()
@@ -252,6 +254,16 @@ async def test_sdk_task_timings_feed_the_default_recent_baseline(capture: Captur
     for _ in range(25):
         saved.record("hooktest.plan", snapshot["hooktest.plan"]["p95"] / 100)
     saved.save(tmp_path / "baseline.json")
-    result = await PerformanceCheck(tmp_path / "baseline.json", default_recent()).run()
+    result = await check.run()
     assert result.status is Status.DEGRADED
     assert result.message.startswith("slower than 1.5x the baseline p95: hooktest.plan p95 ")
+
+
+def test_without_a_performance_check_decorated_calls_record_no_timings(capture: Capture) -> None:
+    @rfobs.task("hooktest", "quiet")
+    def quiet() -> int:
+        return 1
+
+    default_recent().clear()
+    quiet()
+    assert "hooktest.quiet" not in default_recent().snapshot()

@@ -146,7 +146,10 @@ def test_a_sync_call_finishing_after_its_timeout_counts_as_a_breaker_failure() -
         with pytest.raises(rfobs.TimeoutExceeded):
             slow()
         assert finished.wait(2)  # the worker thread ran to completion, late
-    time.sleep(0.05)
+    # The breaker hears of the late end from the worker thread, just after `finished`: wait for it, bounded.
+    deadline = time.monotonic() + 5
+    while breaker.state != "open" and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert breaker.state == "open"
 
 

@@ -290,11 +290,18 @@ def test_bad_decorator_arguments_fail_at_decoration(make: Any, message: str) -> 
         make()
 
 
-def test_without_init_decorators_still_work() -> None:
+@pytest.mark.usefixtures("clean_globals")
+def test_without_init_decorators_still_work_and_record_nothing() -> None:
+    from opentelemetry import trace
+
+    from rfobs.instrument import _telemetry
+
     @rfobs.task("researcher", "offline")
     def offline() -> int:
+        assert not trace.get_current_span().is_recording()  # the no-SDK path ran: no span
         return 42
 
+    assert _telemetry.current() is None  # no SDK installed, so the fast path runs
     assert offline() == 42
 
 
