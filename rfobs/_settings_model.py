@@ -175,7 +175,7 @@ class SdkSettings:
     shutdown_timeout: float = _setting(5.0, parsers.number(0.0, 600.0))
     """Seconds `shutdown()` and the exit-time flush may take in all."""
     handle_sigterm: bool = _setting(True, parsers.boolean)
-    """On SIGTERM, end open spans, flush, then die as SIGTERM does (only when no other handler is installed)."""
+    """On SIGTERM end open spans, flush, die by SIGTERM; under an application's handler, export spans as they end."""
     scrub_patterns: tuple[str, ...] = _setting((), parsers.scrub_patterns)
     """More secrets to scrub: regular expressions whose matches become `***` (see `rfobs.add_secret_pattern`)."""
 
