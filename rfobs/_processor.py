@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from opentelemetry import context
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -212,11 +213,19 @@ class BoundedBatcher(Generic[Item]):
                 self._cond.notify_all()
 
     def _send(self, batch: list[Item]) -> bool:
+        # Instrumented HTTP/gRPC clients must not trace the export itself: each export would make a span to export.
+        token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))  # pyright: ignore[reportPrivateUsage]
         try:
             return self._export_batch(batch)
         except Exception:  # exporters should not raise; if one does, the agent must not see it
             _log.warning("rfobs: %s exporter raised; %d dropped", self._signal, len(batch), exc_info=True)
             return False
+        finally:
+            context.detach(token)
+
+    def on_worker_thread(self) -> bool:
+        """Whether the caller is the export thread itself (which must never wait for its own exports)."""
+        return threading.current_thread() is self._worker
 
 
 class _BatcherProcessor:
@@ -279,7 +288,9 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
         # Spans started and not yet ended, by span id, so that SIGTERM can end them (`track_open=True`).
         self._open: dict[int, Span] | None = {} if track_open else None
         # A `time.monotonic()` deadline until which each span is exported as it ends (0: batching as usual).
-        self._export_on_end_until = 0.0
+        # After SIGTERM under an application's handler: each span is exported as it ends (see `export_as_ended`).
+        self._export_as_ended = False
+        self._export_wait = 1.0
         if track_open:
             at_fork_in_child(self._forget_open_spans)
         self._batcher: BoundedBatcher[ReadableSpan] = BoundedBatcher(
@@ -307,8 +318,10 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
         # The SDK types allow a context-less span; it has no trace to belong to, so it is not exported.
         if span.context is not None and span.context.trace_flags.sampled:
             self._batcher.add(span)
-            if self._export_on_end_until and (left := self._export_on_end_until - time.monotonic()) > 0:
-                self._batcher.force_flush(left)
+            if self._export_as_ended and not self._batcher.on_worker_thread():
+                # Bounded, and given up once an export did not finish in time: the ending thread may be a
+                # server's event loop finishing its last requests, which a dead collector must not stall.
+                self._export_as_ended = self._batcher.force_flush(self._export_wait)
 
     def end_open_spans(self, reason: str) -> int:
         """End every span still open (in any thread) as failed with `reason`; return how many were ended."""
@@ -326,16 +339,15 @@ class BoundedBatchSpanProcessor(_BatcherProcessor, SpanProcessor):
             span.end()
         return len(spans)
 
-    def export_as_ended(self, until: float) -> None:
-        """Export what is queued now (without waiting for it) and, until `until`, every span as it ends.
+    def export_as_ended(self, wait: float) -> None:
+        """Export what is queued now (without waiting for it) and, from now on, every span as it ends.
 
-        For a process about to die without running exit hooks: each ending span then waits for its export, at
-        most until `until` (a `time.monotonic()` value).
+        For a process about to die without running exit hooks: the thread ending a span then waits for its
+        export, at most `wait` seconds (and no more once an export has not finished in time).
         """
-        self._export_on_end_until = until
-        threading.Thread(
-            target=self._batcher.force_flush, args=(max(0.0, until - time.monotonic()),), daemon=True
-        ).start()
+        self._export_wait = wait
+        self._export_as_ended = True
+        threading.Thread(target=self._batcher.force_flush, args=(wait,), daemon=True).start()
 
     def _forget_open_spans(self) -> None:
         # In a forked child the parent's open spans are the parent's to end.

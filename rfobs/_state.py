@@ -8,6 +8,7 @@ count, the text limits, the scrub patterns, ...) register how to forget it with 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,14 @@ _INACTIVE: Final = ActiveState()
 _current = _INACTIVE
 _resetters: list[Callable[[], None]] = []
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def current() -> ActiveState:

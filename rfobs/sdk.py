@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import warnings
@@ -26,6 +27,14 @@ __all__ = ["Telemetry", "active", "flush", "get_settings", "init", "shutdown"]
 
 _log = logging.getLogger("rfobs")
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 _active: Telemetry | None = None
 
 
@@ -139,7 +148,7 @@ class Telemetry:
     def _export_until_exit(self) -> None:
         """SIGTERM handled by the application: spans leave as they end from now on (see `_process`)."""
         if (processor := self._pipeline.span_processor) is not None:
-            processor.export_as_ended(time.monotonic() + self.settings.sdk.shutdown_timeout)
+            processor.export_as_ended(min(1.0, self.settings.sdk.shutdown_timeout))
         if (endpoint := self._pipeline.metrics_endpoint) is not None:
             endpoint.withdraw()
 
@@ -162,7 +171,11 @@ class Telemetry:
 
     def _end_spans_and_shut_down(self) -> None:
         if (processor := self._pipeline.span_processor) is not None:
-            processor.end_open_spans("SIGTERM")
+            # Ended in a thread of their own, waited for briefly: a span whose lock the interrupted thread holds
+            # must not keep everything already queued from being flushed.
+            ending = threading.Thread(target=processor.end_open_spans, args=("SIGTERM",), daemon=True)
+            ending.start()
+            ending.join(min(0.5, self.settings.sdk.shutdown_timeout / 4))
         self.shutdown()  # returns at once when another thread is shutting down: then wait for that one
         self._shut_down.wait(self.settings.sdk.shutdown_timeout)
 

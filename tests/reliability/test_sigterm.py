@@ -140,7 +140,10 @@ def test_sigterm_inside_a_locked_span_still_dies_within_the_deadline(tmp_path: P
             print("ready", flush=True)
             time.sleep(60)
 
+        for i in range(3):
+            job(i)  # finished and queued: these must still be delivered
         locked()
         """,
     )
     assert run.returncode == -signal.SIGTERM
+    assert run.names() == ["worker.job"] * 3
