@@ -38,8 +38,8 @@ __all__ = [
     "is_multiprocessing_child",
     "restart_meter_provider_after_fork",
     "run_at_worker_exit",
-    "run_at_worker_exit_after_fork",
     "uninstall_sigterm_handler",
+    "when_worker_starts",
 ]
 
 _log = logging.getLogger("rfobs")
@@ -84,15 +84,15 @@ def run_at_worker_exit(handle: ShutsDown) -> None:
     util.Finalize(None, handle.shutdown, exitpriority=100)
 
 
-def run_at_worker_exit_after_fork(handle: ShutsDown) -> None:
-    """In a forked child that becomes a multiprocessing worker, arrange `run_at_worker_exit` for it.
+def when_worker_starts(handle: ShutsDown, start: Callable[[Any], None]) -> None:
+    """In a forked child that becomes a multiprocessing worker, call `start(handle)` as the worker starts.
 
     multiprocessing clears the finalizers a child inherits when its worker starts, then runs its after-fork
-    hooks: the finalizer has to be registered from one of those. Only when multiprocessing is in use already.
+    hooks: a worker's finalizer has to be registered from one of those. Only when multiprocessing is in use.
     """
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
-        util.register_after_fork(handle, run_at_worker_exit)
+        util.register_after_fork(handle, start)
 
 
 def at_fork_in_child(method: Callable[[], None]) -> None:
@@ -111,7 +111,9 @@ Handler = Callable[[int, FrameType | None], Any]
 _installed: tuple[Handler, Any] | None = None
 
 
-def install_sigterm_handler(on_terminate: Callable[[], bool], on_application_exit: Callable[[], None]) -> bool:
+def install_sigterm_handler(
+    on_terminate: Callable[[], bool], on_application_exit: Callable[[], None], *, chain_only: bool = False
+) -> bool:
     """Handle SIGTERM for the process's telemetry. True if a handler was installed.
 
     - With no handler installed (the default disposition): run `on_terminate`, then die by SIGTERM if it returned
@@ -121,12 +123,16 @@ def install_sigterm_handler(on_terminate: Callable[[], bool], on_application_exi
       default disposition after their graceful shutdown and raise SIGTERM again, so no exit hook would run:
       `on_application_exit` makes telemetry leave as it is recorded until then.
     - Ignored (`SIG_IGN`) or set from C: left alone. Python allows handlers only in the main thread.
+
+    With `chain_only`, the default disposition is left alone (a multiprocessing worker: see `rfobs.sdk`).
     """
     global _installed
     if threading.current_thread() is not threading.main_thread():
         return False
     previous = signal.getsignal(signal.SIGTERM)
     handle: Handler
+    if previous is signal.SIG_DFL and chain_only:
+        return False
     if previous is signal.SIG_DFL:
 
         def flush_then_die(_signum: int, _frame: FrameType | None) -> None:
