@@ -22,13 +22,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -43,6 +42,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the reference encoder lives with the tests
+
+from tests.otlp_samples import sdk_otlp_json
 
 BATCH = 512
 
@@ -84,21 +87,6 @@ def typical_spans(count: int = BATCH) -> list[ReadableSpan]:
             ):
                 pass
     return [span for span in exporter.get_finished_spans() if span.parent is not None][:count]
-
-
-def sdk_otlp_json(spans: Sequence[ReadableSpan]) -> str:
-    """`encode_otlp_json` before #9: the SDK's protobuf objects through protobuf's JSON mapping, then hex ids."""
-    import base64
-
-    body = json_format.MessageToDict(encode_spans(spans), use_integers_for_enums=True)
-    for resource_spans in body.get("resourceSpans", ()):
-        for scope_spans in resource_spans.get("scopeSpans", ()):
-            for span in scope_spans.get("spans", ()):
-                for message in (span, *span.get("links", ())):
-                    for name in ("traceId", "spanId", "parentSpanId"):
-                        if name in message:
-                            message[name] = base64.b64decode(message[name]).hex()
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def per_span_us(encode: Callable[[], object], spans: int, seconds: float = 1.0) -> float:
