@@ -86,7 +86,7 @@ class Telemetry:
             return
         _process.at_fork_in_child(self._after_fork_in_child)
         if _process.is_multiprocessing_child():
-            _worker_started(self)
+            self._start_as_worker()
         elif settings.sdk.handle_sigterm and pipeline.span_processor is not None:
             _process.install_sigterm_handler(self._terminate, self._export_until_exit)
 
@@ -203,27 +203,22 @@ class Telemetry:
         if (endpoint := pipeline.metrics_endpoint) is not None:
             pipeline.metrics_endpoint = serve_metrics(self.settings, endpoint.registry, worker=True, pipeline=pipeline)
             self.metrics_url = pipeline.metrics_endpoint.url if pipeline.metrics_endpoint is not None else None
-        _process.when_worker_starts(self, _worker_started)
+        _process.when_worker_starts(self, Telemetry._start_as_worker)
 
+    def _start_as_worker(self) -> None:
+        """A multiprocessing worker (fork or spawn): flush at its exit, export spans as they end, default SIGTERM.
 
-def _worker_started(handle: Telemetry) -> None:
-    """A multiprocessing worker (fork or spawn): flush at its exit, export spans as they end, default SIGTERM.
-
-    `Pool.terminate()` ends workers by SIGTERM while they may sleep on the pool's shared lock. A Python handler
-    runs only once the main thread wakes, and the signal can land on another thread: the worker could then never
-    die (seen as a hung `with Pool(...)`). So workers keep SIGTERM's default, and deliver each span as it ends,
-    before the task's result reaches the parent; the exit finalizer flushes whatever is left on a normal exit.
-    """
-    _process.run_at_worker_exit(handle)
-    _process.uninstall_sigterm_handler()
-    if (processor := handle._pipeline.span_processor) is not None:  # pyright: ignore[reportPrivateUsage]
-        processor.export_as_ended(min(1.0, handle.settings.sdk.shutdown_timeout))
-        if handle.settings.sdk.handle_sigterm:  # a server's own handler (uvicorn workers) is still chained
-            _process.install_sigterm_handler(
-                handle._terminate,  # pyright: ignore[reportPrivateUsage]
-                handle._export_until_exit,  # pyright: ignore[reportPrivateUsage]
-                chain_only=True,
-            )
+        `Pool.terminate()` ends workers by SIGTERM while they may sleep on the pool's shared lock. A Python
+        handler runs only once the main thread wakes, and the signal can land on another thread: the worker could
+        then never die (seen as a hung `with Pool(...)`). So workers keep SIGTERM's default and deliver each span
+        as it ends, before the task's result reaches the parent; the exit finalizer flushes what is left.
+        """
+        _process.run_at_worker_exit(self)
+        _process.uninstall_sigterm_handler()
+        if (processor := self._pipeline.span_processor) is not None:
+            processor.export_as_ended(min(1.0, self.settings.sdk.shutdown_timeout))
+            if self.settings.sdk.handle_sigterm:  # a server's own handler (uvicorn workers) is still chained
+                _process.install_sigterm_handler(self._terminate, self._export_until_exit, chain_only=True)
 
 
 def init(env: str | None = None, **overrides: Any) -> Telemetry:
