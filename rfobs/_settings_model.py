@@ -15,6 +15,7 @@ from typing import Any, Final, cast
 from rfobs import _settings_parsers as parsers
 from rfobs._secrets import Secret
 from rfobs._settings_parsers import Invalid, Parser
+from rfobs._state import DEFAULT_NAMESPACE
 
 __all__ = [
     "BUILT_IN_CHECKS",
@@ -115,7 +116,7 @@ class MetricsSettings:
 
     enabled: bool = _setting(True, parsers.boolean)
     """Record metrics at all."""
-    namespace: str = _setting("researchflow_agents", parsers.metric_namespace)
+    namespace: str = _setting(DEFAULT_NAMESPACE, parsers.metric_namespace)
     """Prefix of every rfobs metric name."""
     prometheus_enabled: bool = _setting(True, parsers.boolean)
     """Serve `/metrics` for Prometheus to scrape."""

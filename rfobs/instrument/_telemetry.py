@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 SCOPE: Final = "rfobs"
-DEFAULT_NAMESPACE: Final = _state.DEFAULT_NAMESPACE
 
 # Span attributes: OTel GenAI semantic conventions, OpenInference, and rfobs's own.
 GEN_AI_OPERATION: Final = "gen_ai.operation.name"
