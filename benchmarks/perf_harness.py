@@ -42,10 +42,10 @@ async def noop() -> None:
 
 
 def rfobs_load_test(duration: float, users: int) -> dict[str, Any]:
-    from rfobs.perf import LoadTestConfig, load_test
+    from rfobs.perf import LoadTestConfig, load_test_sync
 
     started = time.perf_counter()
-    result = load_test(noop, LoadTestConfig(concurrent_users=users, duration=duration, name="noop"))
+    result = load_test_sync(noop, LoadTestConfig(concurrent_users=users, duration=duration, name="noop"))
     wall = time.perf_counter() - started
     report: dict[str, Any] = result.to_dict()
     return {"rps": float(report["throughput_rps"]), "requests": int(report["requests"]), "wall_s": wall}
@@ -102,13 +102,13 @@ def locust_reference(duration: float, users: int) -> dict[str, Any] | str:
 
 
 def benchmark_vs_timeit(iterations: int, rounds: int) -> dict[str, float]:
-    from rfobs.perf import benchmark
+    from rfobs.perf import benchmark_sync
 
     def target() -> None:
         return None
 
     timeit_rounds = timeit.repeat(target, number=iterations, repeat=rounds)
-    result = benchmark(target, iterations=iterations, warmup=iterations // 10, rounds=rounds, name="noop")
+    result = benchmark_sync(target, iterations=iterations, warmup=iterations // 10, rounds=rounds, name="noop")
     mean: float = result.to_dict()["latency_s"]["mean"]
     return {
         "benchmark_mean_ns": mean * 1e9,

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from rfobs.instrument.retry import RetryPolicy, retry, retry_api_call
     from rfobs.instrument.timeout import Timeout, timeout, timeout_after, timeout_api_call
     from rfobs.logs import setup_logging, setup_structured_logging
-    from rfobs.perf import LoadTestConfig, benchmark, load_test
+    from rfobs.metrics import MetricsCollector, get_metrics_collector
+    from rfobs.perf import LoadTestConfig, benchmark, benchmark_sync, load_test, load_test_sync
     from rfobs.propagation import continue_trace, extract, inject, using_baggage, with_context
     from rfobs.sdk import Telemetry, flush, get_settings, init, shutdown
 
@@ -44,6 +45,7 @@ _LAZY: dict[str, str] = {
     "using_baggage": "rfobs.propagation",
     "with_context": "rfobs.propagation",
     "HealthChecker": "rfobs.health",
+    "MetricsCollector": "rfobs.metrics",
     "CircuitBreaker": "rfobs.instrument.breaker",
     "circuit_breaker": "rfobs.instrument.breaker",
     "RateLimiter": "rfobs.instrument.ratelimit",
@@ -58,6 +60,8 @@ _LAZY: dict[str, str] = {
     "init": "rfobs.sdk",
     "shutdown": "rfobs.sdk",
     "flush": "rfobs.sdk",
+    "benchmark_sync": "rfobs.perf",
+    "load_test_sync": "rfobs.perf",
     **{name: module for name, module in SEED_NAMES.items() if name != "track_agent_task"},
 }
 
@@ -67,6 +71,7 @@ __all__ = [
     "ConfigError",
     "HealthChecker",
     "LoadTestConfig",
+    "MetricsCollector",
     "RateLimited",
     "RateLimiter",
     "RetryPolicy",
@@ -79,17 +84,20 @@ __all__ = [
     "add_secret_pattern",
     "api_call",
     "benchmark",
+    "benchmark_sync",
     "circuit_breaker",
     "continue_trace",
     "extract",
     "flush",
     "get_advanced_health_checker",
+    "get_metrics_collector",
     "get_settings",
     "init",
     "inject",
     "llm_call",
     "load_config",
     "load_test",
+    "load_test_sync",
     "rate_limit",
     "rate_limit_api_calls",
     "rate_limit_per_user",

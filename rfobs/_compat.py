@@ -17,6 +17,7 @@ SEED_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         "LoadTestConfig": "rfobs.perf",
         "benchmark": "rfobs.perf",
         "get_advanced_health_checker": "rfobs.health.setup",
+        "get_metrics_collector": "rfobs.metrics",
         "load_config": "rfobs.config",
         "load_test": "rfobs.perf",
         "rate_limit_api_calls": "rfobs.instrument.ratelimit",

@@ -11,7 +11,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
-from rfobs._drops import DropCounter
+from rfobs._drops import DropCounter, point_count
 
 __all__ = ["CountingMetricExporter"]
 
@@ -37,7 +37,7 @@ class CountingMetricExporter(MetricExporter):
             _log.warning("rfobs: metric exporter raised", exc_info=True)
             result = MetricExportResult.FAILURE
         if result is not MetricExportResult.SUCCESS:
-            self._drops.add("metrics", "export_failed", _point_count(metrics_data))
+            self._drops.add("metrics", "export_failed", point_count(metrics_data))
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -47,12 +47,3 @@ class CountingMetricExporter(MetricExporter):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Delegate."""
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)  # pyright: ignore[reportUnknownMemberType]
-
-
-def _point_count(metrics_data: MetricsData) -> int:
-    return sum(
-        len(metric.data.data_points)
-        for resource_metrics in metrics_data.resource_metrics
-        for scope_metrics in resource_metrics.scope_metrics
-        for metric in scope_metrics.metrics
-    )

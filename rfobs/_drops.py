@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-__all__ = ["DROPPED_METRIC", "DropCounter"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricsData
+
+__all__ = ["DROPPED_METRIC", "DropCounter", "point_count"]
 
 DROPPED_METRIC: Final = "telemetry.dropped"
 """Metric name (after the namespace): `<namespace>_telemetry_dropped_total{signal, reason}` in Prometheus."""
@@ -56,3 +59,13 @@ class DropCounter:
             unit="1",
             description="Spans, metric exports and log records rfobs could not deliver, by reason.",
         )
+
+
+def point_count(metrics_data: MetricsData) -> int:
+    """The data points in one metric export: what is counted as dropped when the export does not get through."""
+    return sum(
+        len(metric.data.data_points)
+        for resource_metrics in metrics_data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    )

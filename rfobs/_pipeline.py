@@ -142,7 +142,7 @@ def _add_tracer_provider(settings: Settings, resource: Resource, pipeline: Pipel
     )
     # shutdown_on_exit=False: the handle's own bounded exit hook shuts the providers down, once.
     provider = TracerProvider(resource=resource, sampler=_sampler(settings), span_limits=limits, shutdown_on_exit=False)
-    if (exporter := span_exporter(settings)) is not None:
+    if (exporter := span_exporter(settings, pipeline.drops)) is not None:
         pipeline.span_processor = BoundedBatchSpanProcessor(
             exporter,
             pipeline.drops,
@@ -172,13 +172,16 @@ def _add_meter_provider(settings: Settings, resource: Resource, pipeline: Pipeli
 
         readers.append(
             PeriodicExportingMetricReader(
-                CountingMetricExporter(metric_exporter(settings.otlp), pipeline.drops),
+                CountingMetricExporter(metric_exporter(settings.otlp, pipeline.drops), pipeline.drops),
                 export_interval_millis=settings.metrics.export_interval * 1000,
                 export_timeout_millis=settings.otlp.timeout * 1000,
             )
         )
+    from rfobs._version import __version__
+
     provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
-    pipeline.drops.register(provider.get_meter("rfobs"), settings.metrics.namespace)
+    # With its version: Prometheus shows the scope as otel_scope_version, which is empty without one.
+    pipeline.drops.register(provider.get_meter("rfobs", __version__), settings.metrics.namespace)
     _install(metrics.set_meter_provider, metrics.get_meter_provider, _ProxyMeterProvider, provider)
     pipeline.meter_provider = provider
 
@@ -216,7 +219,7 @@ def serve_metrics(
             "metrics.prometheus_port (RFOBS_METRICS__PROMETHEUS_PORT) to a free port, or 0 for any. "
             "Metrics are still recorded; traces and logs are unaffected.",
             RuntimeWarning,
-            stacklevel=6,
+            stacklevel=_caller_outside_rfobs(),
         )
         return None
     pipeline.closers.append((endpoint.close, endpoint.release_after_fork))
@@ -242,7 +245,7 @@ def _add_health(settings: Settings, pipeline: Pipeline) -> None:
             "(RFOBS_HEALTH__PORT) to a free port, or 0 for any. handle.health still runs the checks; "
             "telemetry is unaffected.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=_caller_outside_rfobs(),
         )
         return
     pipeline.closers.append(
@@ -260,13 +263,44 @@ def _add_logger_provider(settings: Settings, resource: Resource, pipeline: Pipel
     from rfobs.logs import OtelLogHandler
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    pipeline.log_processor = BoundedBatchLogProcessor(log_exporter(settings.otlp), pipeline.drops)
+    pipeline.log_processor = BoundedBatchLogProcessor(log_exporter(settings.otlp, pipeline.drops), pipeline.drops)
     provider.add_log_record_processor(pipeline.log_processor)
     _install(_logs.set_logger_provider, _logs.get_logger_provider, ProxyLoggerProvider, provider)
-    handler = OtelLogHandler(provider)
-    logging.getLogger().addHandler(handler)
-    pipeline.closers.append((lambda: logging.getLogger().removeHandler(handler), None))
+    root = logging.getLogger()
+    handlers: list[logging.Handler] = [OtelLogHandler(provider)]
+    if not root.handlers:
+        # Nothing prints logs (`logging.enabled` off): Python's last-resort stderr output would stop once the OTLP
+        # handler exists, and rfobs's own warnings (a dead collector among them) would go only where it cannot
+        # deliver. Keep them on stderr.
+        own_warnings = logging.StreamHandler()
+        own_warnings.setLevel(logging.WARNING)
+        own_warnings.addFilter(logging.Filter("rfobs"))
+        handlers.append(own_warnings)
+    for handler in handlers:
+        root.addHandler(handler)
+
+    def remove_handlers() -> None:
+        for handler in handlers:
+            root.removeHandler(handler)
+
+    pipeline.closers.append((remove_handlers, None))
     pipeline.logger_provider = provider
+
+
+def _caller_outside_rfobs() -> int:
+    """The `stacklevel` that makes a warning raised by this function's caller point at the first frame outside rfobs.
+
+    Counted, not fixed: `init()`, `init_with_settings()` and the seed's `start_http_server()` reach the pipeline
+    through different numbers of rfobs frames.
+    """
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # pyright: ignore[reportPrivateUsage]
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _install(
@@ -279,7 +313,7 @@ def _install(
             f"rfobs: a global {type(current).__name__} is already installed; rfobs decorators report to it, "
             "and rfobs's own provider is used only through the handle",
             RuntimeWarning,
-            stacklevel=5,
+            stacklevel=_caller_outside_rfobs(),
         )
         return
     set_global(provider)

@@ -46,12 +46,12 @@ _KEY_QUALIFIERS: Final = frozenset((
 # ...or is `pass`/`pwd` in a longer name (`db_pass`; a bare `PWD` is the working directory).
 _SHORT_WORDS: Final = frozenset({"pass", "pwd"})
 # A word right after the secret one that makes the key describe a secret rather than hold it: `token_count`,
-# `llm.token_count.prompt`, `api_key_id`, `password_file`, `secret_name`, `auth_type`.
+# `llm.token_count.prompt`, `api_key_id`, `password_file`, `secret_name`, `auth_type`, `secret_backend`.
 _DESCRIPTORS: Final = frozenset((
     "id", "ids", "count", "counts", "type", "types", "length", "len", "size", "limit", "limits", "usage", "url",
     "uri", "endpoint", "path", "file", "filename", "dir", "name", "names", "enabled", "expiry", "expires",
     "expiration", "at", "ttl", "format", "field", "fields", "env", "var", "policy", "version", "budget", "index",
-    "min", "max", "rotation",
+    "min", "max", "rotation", "backend", "provider",
 ))  # fmt: skip
 _WORD: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 

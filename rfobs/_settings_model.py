@@ -6,6 +6,7 @@ is derived from its place: `tracing.sampler_ratio` is `RFOBS_TRACING__SAMPLER_RA
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,7 +161,9 @@ class LoggingSettings:
     level: str = _setting("INFO", parsers.choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True))
     """Root log level."""
     format: str = _setting("json", parsers.choice("json", "text"))
-    """json (one object per line) | text (for humans)."""
+    """json (one object per line) | text (for humans). When not set, `structured` decides."""
+    structured: bool = _setting(True, parsers.boolean)
+    """Structured (JSON) log lines. `false` means the text format, unless `format` is set too (it wins)."""
     otlp_export: bool = _setting(True, parsers.boolean)
     """Send log records over OTLP when `otlp.endpoint` is set."""
     max_message_length: int = _setting(8192, parsers.integer(256, 10_000_000))
@@ -219,14 +222,16 @@ class HealthSettings:
     """Open file descriptors of this process above which the process check degrades. None: no limit."""
     max_rss_mb: int | None = _setting(None, parsers.optional(parsers.integer(1, 16_777_216)))
     """Resident memory of this process (MiB) above which the process check degrades. None: no limit."""
+    discover: bool = _setting(True, parsers.boolean)
+    """Check what is found when unset: the git work tree around the working directory, `./.env`, `./logs/`."""
     git_path: str | None = _setting(None, parsers.optional(parsers.string))
-    """A git work tree to check (branch, commit, uncommitted changes, detached HEAD). None: no git check."""
+    """A git work tree to check (branch, commit, uncommitted changes, detached HEAD). None: the one `discover` finds."""
     env_files: tuple[str, ...] = _setting((), parsers.strings)
     """`.env`-style files to check (critical: keys present and non-empty, not world-readable; values never shown)."""
     env_required_keys: tuple[str, ...] = _setting((), parsers.strings)
-    """Keys each of `env_files` must define with a non-empty value."""
+    """Keys the env files must define with a non-empty value (those configured, else the `./.env` found)."""
     log_paths: tuple[str, ...] = _setting((), parsers.strings)
-    """Log files or directories to check for rotation."""
+    """Log files or directories to check for rotation. Empty: `./logs/` when `discover` finds it."""
     log_max_mb: float = _setting(100.0, parsers.number(0.001, 10_000_000.0))
     """Size (MiB) above which a log file is reported as not rotated."""
     log_max_age_days: float = _setting(30.0, parsers.number(0.001, 36_500.0))
@@ -241,6 +246,8 @@ class HealthSettings:
     """JSON file of operation latency baselines (written by `rfobs health baseline save`)."""
     degradation_factor: float = _setting(1.5, parsers.above(1.0, 1000.0))
     """Recent p95 latency over baseline p95 above which an operation counts as degraded."""
+    recent_minutes: float = _setting(15.0, parsers.number(0.1, 10_080.0))
+    """Minutes of the trace file `rfobs health` reads as the recent latencies it compares with the baseline."""
     gpu: bool = _setting(False, parsers.boolean)
     """Check GPUs through NVML (`pip install 'rfobs[gpu]'`); skipped where no NVML is present."""
 
@@ -261,6 +268,34 @@ class Settings:
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
     """Where each non-default value came from, by dotted key."""
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    """The application's own settings: top-level keys of the settings files that rfobs does not own
+    (`database`, `api`, `debug`, ...), read-only, secrets shown as `***` by their `repr`. Read them as
+    attributes, `settings.database.url`, or by key, `settings["database"]["url"]`."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for names that are not fields: the application's sections (`settings.database`).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            extra: Mapping[str, Any] = object.__getattribute__(self, "extra")
+        except AttributeError:
+            raise AttributeError(name) from None
+        if name in extra:
+            return extra[name]
+        known = ", ".join([*GROUPS, *extra])
+        close = difflib.get_close_matches(name, [*GROUPS, *extra], n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise AttributeError(f"settings have no section {name!r}{hint}; the sections are: {known}")
+
+    def __getitem__(self, name: str) -> Any:
+        """A group of rfobs's or a section of the application's, by name: `settings["database"]["url"]`."""
+        if name in GROUPS or name in self.extra:
+            return getattr(self, name)
+        try:
+            return self.__getattr__(name)
+        except AttributeError as error:
+            raise KeyError(str(error)) from None
 
     @property
     def trace_exporter(self) -> str:

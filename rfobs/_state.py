@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from rfobs._settings_model import Settings
 
-__all__ = ["DEFAULT_NAMESPACE", "ActiveState", "activate", "current", "deactivate", "on_reset", "reset"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "ActiveState",
+    "activate",
+    "current",
+    "deactivate",
+    "last_loaded_settings",
+    "note_loaded_settings",
+    "on_reset",
+    "reset",
+]
 
 DEFAULT_NAMESPACE: Final = "researchflow_agents"
 """The metric namespace before `init()` (and the default of `metrics.namespace`)."""
@@ -42,6 +52,7 @@ class ActiveState:
 
 _INACTIVE: Final = ActiveState()
 _current = _INACTIVE
+_last_loaded: Settings | None = None
 _resetters: list[Callable[[], None]] = []
 _lock = threading.Lock()
 
@@ -71,6 +82,17 @@ def deactivate() -> None:
     _current = _INACTIVE
 
 
+def note_loaded_settings(settings: Settings) -> None:
+    """Remember the settings a successful `load_config()` returned (the seed's code loads, then serves metrics)."""
+    global _last_loaded
+    _last_loaded = settings
+
+
+def last_loaded_settings() -> Settings | None:
+    """The settings of the latest successful `load_config()`, None before any."""
+    return _last_loaded
+
+
 def on_reset(forget: Callable[[], None]) -> None:
     """Register how a module forgets its process-wide state; `reset()` calls it."""
     with _lock:
@@ -79,7 +101,9 @@ def on_reset(forget: Callable[[], None]) -> None:
 
 def reset() -> None:
     """Forget everything rfobs keeps per process: the active state and every registered cache."""
+    global _last_loaded
     deactivate()
+    _last_loaded = None
     with _lock:
         resetters = list(_resetters)
     for forget in resetters:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import sys
@@ -19,17 +18,33 @@ __all__ = ["health_table", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `rfobs` command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
-    return int(args.run(args))
+    """Run the `rfobs` command line; returns the exit status.
+
+    Output piped into a reader that stops early (`rfobs config show --json | head -1`) ends the command
+    quietly with status 1, as the Python documentation recommends, instead of a BrokenPipeError traceback.
+    """
+    try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return 2
+        status = int(args.run(args))
+        sys.stdout.flush()  # here, so a closed pipe is noticed inside the handler below, not at exit
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at devnull so that flush has nowhere to fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
+    from rfobs._version import __version__
+
     parser = argparse.ArgumentParser(prog="rfobs", description="Observability for Python AI agents.")
+    parser.add_argument("--version", action="version", version=f"rfobs {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="run an instrumented research-agent workload")
@@ -76,11 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         "save",
         help="save recorded latencies as the baseline (health.baseline_path)",
         description="Save a latency baseline (p50/p95 per operation) to health.baseline_path. A command-line "
-        "process has recorded no timings of its own, so they come from the agent's trace file (--from-traces: "
-        "every span's duration, by span name) or from a JSON file (--from: an object mapping each operation "
-        'to a list of durations in seconds, e.g. {"researcher.plan": [0.21, 0.25]}, or a saved baseline).',
+        "process has recorded no timings of its own, so they come from the agent's trace file (--from-traces, "
+        "the default: every span's duration, by span name) or from a JSON file (--from: an object mapping each "
+        'operation to a list of durations in seconds, e.g. {"researcher.plan": [0.21, 0.25]}, or a saved '
+        "baseline).",
     )
-    source = save.add_mutually_exclusive_group(required=True)
+    source = save.add_mutually_exclusive_group()
     source.add_argument("--from", dest="timings", metavar="FILE.json", help="recorded timings, or a baseline file")
     source.add_argument(
         "--from-traces",
@@ -88,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="FILE",
-        help="span durations from a trace file (default: tracing.file_path)",
+        help="span durations from a trace file (FILE default: tracing.file_path); used when --from is not given",
     )
     save.add_argument("--env", default=None, help="settings environment (default: RFOBS_ENV or development)")
     save.set_defaults(run=_health_baseline_save)
@@ -113,19 +129,20 @@ def _positive_int(text: str) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    from rfobs.config import describe_settings, load_config
+    from rfobs.config import describe_settings, load_config, settings_as_json
     from rfobs.exceptions import ConfigError
 
     try:
-        rows = describe_settings(load_config(args.env))
+        settings = load_config(args.env)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
     out = sys.stdout
     if args.json:
-        json.dump([{"key": k, "value": v, "source": s} for k, v, s in rows], out, indent=2)
+        json.dump(settings_as_json(settings), out, indent=2)
         out.write("\n")
         return 0
+    rows = describe_settings(settings)
     key_width = max(len(k) for k, _, _ in rows)
     value_width = min(40, max(len(v) for _, v, _ in rows))
     for key, value, source in rows:
@@ -134,6 +151,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _config_validate(args: argparse.Namespace) -> int:
+    from rfobs._settings_env import honoured_aliases
     from rfobs.config import load_config
     from rfobs.exceptions import ConfigError
 
@@ -143,6 +161,8 @@ def _config_validate(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     print(f"settings are valid (environment: {settings.env})")
+    for variable, key, preferred in honoured_aliases(settings):
+        print(f"note: {variable} is honoured as {key}; prefer {preferred}")
     return 0
 
 
@@ -153,10 +173,12 @@ def _health(args: argparse.Namespace) -> int:
     from rfobs.exceptions import ConfigError
     from rfobs.health import Status
     from rfobs.health.server import report_dict
-    from rfobs.health.setup import build_health_checker
+    from rfobs.health.setup import build_health_checker, discover
 
     try:
-        checker = build_health_checker(load_config(args.env))
+        settings = load_config(args.env)
+        # A fresh process has timed nothing: the performance check reads the agent's recent spans instead.
+        checker = build_health_checker(settings, recent_from_traces=True)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
@@ -171,6 +193,8 @@ def _health(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(health_table(report))
+        if not names and (missing := discover(settings.health).missing):
+            sys.stdout.write("".join(f"not checked: {line}\n" for line in missing))
     if report.status is Status.UNHEALTHY:
         return 1
     return 2 if report.status is Status.DEGRADED and args.strict else 0
@@ -227,7 +251,7 @@ def _health_baseline_save(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     try:
-        if args.traces is not None:
+        if args.timings is None:
             from rfobs.traceview import load_spans
 
             source = args.traces or settings.tracing.file_path
@@ -289,73 +313,48 @@ def _read_timings(source: str) -> Baseline:
 
 
 def _traces(args: argparse.Namespace) -> int:
-    from rfobs.traceview import render_file
+    from rfobs.traceview import build_traces, read_trace_file, render_loaded, select_traces
 
-    path = args.file
+    path: str | None = args.file
+    named_by = "--file"
     if path is None:
         from rfobs.config import load_config
         from rfobs.exceptions import ConfigError
 
         try:
-            path = load_config().tracing.file_path
+            settings = load_config()
         except ConfigError as error:
             print(error, file=sys.stderr)
             return 1
+        path = settings.tracing.file_path
+        named_by = f"the tracing.file_path setting, from {settings.sources.get('tracing.file_path', 'default')}"
     width = args.width or shutil.get_terminal_size((100, 24)).columns
     try:
-        print(render_file(path, trace_id=args.trace_id, last=args.last, errors_only=args.errors, width=width))
+        loaded = read_trace_file(path)
+    except OSError as error:
+        print(f"rfobs traces: cannot read {path} ({error.strerror or error})", file=sys.stderr)
+        return 1
+    if not loaded.files:
+        print(f"rfobs traces: {path} does not exist (named by {named_by})", file=sys.stderr)
+        return 1
+    try:
+        text = render_loaded(loaded, path, trace_id=args.trace_id, last=args.last, errors_only=args.errors, width=width)
+        # Like grep: asking for one trace that is not there is a failure a script can test.
+        missing = args.trace_id is not None and not select_traces(build_traces(loaded.spans), trace_id=args.trace_id)
     except ValueError as error:
         print(f"rfobs traces: {error}", file=sys.stderr)
         return 2
+    if missing:
+        print(f"rfobs traces: {text}", file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import asyncio
+    from rfobs.demo import run_command
 
-    import rfobs
-    from rfobs.demo import DemoStats, run_demo
-    from rfobs.exceptions import ConfigError
-
-    try:
-        telemetry = rfobs.init(args.env, service={"name": "research-agent-demo"}, logging={"enabled": False})
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 1
-    settings = telemetry.settings
-    # Breaker transitions and the like are in the traces and metrics; keep them out of the progress display.
-    logging.getLogger("rfobs").addHandler(logging.NullHandler())
-    interactive = sys.stdout.isatty()
-    print(f"rfobs demo: {args.concurrency} research agents for {args.duration:g}s (environment: {settings.env})")
-    if telemetry.metrics_url:
-        print(f"  metrics:  {telemetry.metrics_url} (while the demo runs)")
-    traces_to = os.path.abspath(telemetry.trace_file) if telemetry.trace_file else settings.otlp.endpoint
-    print(f"  traces:   {traces_to} ({settings.trace_exporter})")
-
-    def summary(stats: DemoStats) -> str:
-        return (
-            f"  questions {stats.questions} ({stats.failed_questions} failed)   "
-            f"api calls {stats.api_calls} ({stats.failed_api_calls} failed)   "
-            f"llm tokens {stats.tokens}   breaker {stats.breaker}"
-        )
-
-    def progress(stats: DemoStats) -> None:
-        if interactive:
-            print(f"\r{summary(stats)}\x1b[K", end="", flush=True)
-
-    stats = asyncio.run(run_demo(args.duration, concurrency=args.concurrency, seed=args.seed, on_progress=progress))
-    print() if interactive else print(summary(stats))
-    delivered = telemetry.shutdown()
-    print("done." if delivered else "done, but some telemetry could not be delivered before the shutdown deadline.")
-    print("Where to look:")
-    if telemetry.trace_file:
-        print("  rfobs traces --last 3        span trees of the newest traces")
-        print("  rfobs traces --errors        only traces with a failure")
-    else:
-        print(f"  your OTLP backend at {settings.otlp.endpoint} (service research-agent-demo)")
-    if telemetry.metrics_url:
-        print(f"  {telemetry.metrics_url} is served by your agent while it runs (rfobs.init())")
-    return 0
+    return run_command(args.duration, concurrency=args.concurrency, seed=args.seed, env=args.env)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,22 @@ search backend has an outage and closes after it, and an LLM call with token cou
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import rfobs
 from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy
 
-__all__ = ["DemoStats", "run_demo"]
+if TYPE_CHECKING:
+    from rfobs.sdk import Telemetry
+
+__all__ = ["DemoStats", "closing_lines", "opening_lines", "run_command", "run_demo"]
 
 
 @dataclass
@@ -168,3 +175,71 @@ async def run_demo(
     stats.breaker = ResearchAgent.scholar_breaker.state
     on_progress(stats)
     return stats
+
+
+def opening_lines(telemetry: Telemetry, concurrency: int, duration: float) -> list[str]:
+    """What `rfobs demo` prints as it starts: the workload, and the endpoints served while it runs."""
+    settings = telemetry.settings
+    lines = [f"rfobs demo: {concurrency} research agents for {duration:g}s (environment: {settings.env})"]
+    if telemetry.metrics_url:
+        lines.append(f"  metrics:  {telemetry.metrics_url} (while the demo runs)")
+    if telemetry.health_url:
+        lines.append(f"  health:   {telemetry.health_url}/health (while the demo runs)")
+    traces_to = os.path.abspath(telemetry.trace_file) if telemetry.trace_file else settings.otlp.endpoint
+    lines.append(f"  traces:   {traces_to or 'not kept'} ({settings.trace_exporter})")
+    return lines
+
+
+def closing_lines(telemetry: Telemetry, *, delivered: bool) -> list[str]:
+    """What `rfobs demo` prints once it has shut down: where the telemetry it left can be read now.
+
+    Not the `/metrics` or health URLs: they closed with the demo.
+    """
+    settings = telemetry.settings
+    lines = ["done." if delivered else "done, but some telemetry could not be delivered before the shutdown deadline."]
+    lines.append("Where to look:")
+    if telemetry.trace_file:
+        lines += [
+            f"  traces:   {os.path.abspath(telemetry.trace_file)}",
+            "  rfobs traces --last 3        span trees of the newest traces",
+            "  rfobs traces --errors        only traces with a failure",
+        ]
+    elif settings.trace_exporter == "otlp":
+        lines.append(f"  your OTLP backend at {settings.otlp.endpoint} (service research-agent-demo)")
+    else:
+        lines.append(f"  the traces were not kept (tracing.exporter={settings.trace_exporter})")
+    if settings.metrics.prometheus_enabled:
+        lines.append("  metrics:  /metrics closed with the demo; your agent serves it while it runs (rfobs.init())")
+    return lines
+
+
+def run_command(duration: float, *, concurrency: int = 3, seed: int | None = None, env: str | None = None) -> int:
+    """`rfobs demo`: run the workload under `rfobs.init()`, show progress, then say where to look. Returns 0 or 1."""
+    from rfobs.exceptions import ConfigError
+
+    try:
+        telemetry = rfobs.init(env, service={"name": "research-agent-demo"}, logging={"enabled": False})
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    # Breaker transitions and the like are in the traces and metrics; keep them out of the progress display.
+    logging.getLogger("rfobs").addHandler(logging.NullHandler())
+    interactive = sys.stdout.isatty()
+    print("\n".join(opening_lines(telemetry, concurrency, duration)))
+
+    def summary(stats: DemoStats) -> str:
+        return (
+            f"  questions {stats.questions} ({stats.failed_questions} failed)   "
+            f"api calls {stats.api_calls} ({stats.failed_api_calls} failed)   "
+            f"llm tokens {stats.tokens}   breaker {stats.breaker}"
+        )
+
+    def progress(stats: DemoStats) -> None:
+        if interactive:
+            print(f"\r{summary(stats)}\x1b[K", end="", flush=True)
+
+    stats = asyncio.run(run_demo(duration, concurrency=concurrency, seed=seed, on_progress=progress))
+    print() if interactive else print(summary(stats))
+    delivered = telemetry.shutdown()
+    print("\n".join(closing_lines(telemetry, delivered=delivered)))
+    return 0

@@ -88,10 +88,19 @@ class CircuitOpen(RfobsError):
 
     Attributes:
         breaker: The breaker's name.
-        retry_after: Seconds until the breaker lets a probe call through.
+        retry_after: Seconds until the breaker lets a probe call through (0 while half-open).
+        state: `"open"`, or `"half_open"` when every probe slot is taken by a call deciding whether to close.
     """
 
-    def __init__(self, breaker: str, retry_after: float) -> None:
-        super().__init__(f"circuit breaker {breaker!r} is open; next probe in {retry_after:.3g}s")
+    def __init__(self, breaker: str, retry_after: float, state: str = "open") -> None:
+        if state == "half_open":
+            message = (
+                f"circuit breaker {breaker!r} is half-open (probe in progress): the call was refused while its "
+                "probe call decides whether to close"
+            )
+        else:
+            message = f"circuit breaker {breaker!r} is open; next probe in {retry_after:.3g}s"
+        super().__init__(message)
         self.breaker = breaker
         self.retry_after = retry_after
+        self.state = state

@@ -1,6 +1,8 @@
 """Builds the span, metric and log exporters that the settings ask for; each exporter is imported only when chosen.
 
-Every exporter built here is wrapped by `rfobs._scrub_export`, so what leaves the process is scrubbed of secrets.
+Every exporter built here is wrapped by `rfobs._scrub_export`, so what leaves the process is scrubbed of secrets,
+and every OTLP one by `rfobs._export_watch`, which reports a failing endpoint in one rfobs line at a time and stops
+a signal the backend does not accept.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from rfobs._drops import DropCounter
 from rfobs._settings_model import OtlpSettings, Settings
 
 if TYPE_CHECKING:
@@ -15,18 +18,45 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from rfobs._export_watch import ExportWatch
+
 __all__ = ["log_exporter", "metric_exporter", "span_exporter"]
 
 Exporter = TypeVar("Exporter")
 _Signal = Literal["traces", "metrics", "logs"]
 
 
-def span_exporter(settings: Settings) -> SpanExporter | None:
-    """The span exporter for `settings.trace_exporter` (file, otlp, console; None for `none`), secrets scrubbed."""
+def span_exporter(settings: Settings, drops: DropCounter | None = None) -> SpanExporter | None:
+    """The span exporter for `settings.trace_exporter` (file, otlp, console; None for `none`), secrets scrubbed.
+
+    `drops` counts what an OTLP exporter does not send (a fresh counter when None).
+    """
     from rfobs._scrub_export import ScrubbingSpanExporter
 
     inner = _span_exporter(settings)
-    return None if inner is None else ScrubbingSpanExporter(inner)
+    if inner is None:
+        return None
+    if settings.trace_exporter == "otlp":
+        from rfobs._export_watch import WatchedSpanExporter
+
+        inner = WatchedSpanExporter(inner, _watch("traces", settings.otlp, drops))
+    return ScrubbingSpanExporter(inner)
+
+
+def _watch(signal: _Signal, otlp: OtlpSettings, drops: DropCounter | None) -> ExportWatch:
+    from rfobs._export_watch import ExportWatch, quiet_sdk_loggers
+
+    quiet_sdk_loggers()
+    endpoint = _endpoint(otlp)
+    if otlp.protocol != "grpc":
+        endpoint = f"{endpoint}/v1/{signal}"
+    # Traces are what rfobs is for: a trace endpoint that refuses them is reported until it is fixed, not dropped.
+    return ExportWatch(signal, endpoint, drops or DropCounter(), stop_on_refusal=signal != "traces")
+
+
+def _endpoint(otlp: OtlpSettings) -> str:
+    default = "http://127.0.0.1:4317" if otlp.protocol == "grpc" else "http://127.0.0.1:4318"
+    return otlp.endpoint or default
 
 
 def _span_exporter(settings: Settings) -> SpanExporter | None:
@@ -53,11 +83,15 @@ def _span_exporter(settings: Settings) -> SpanExporter | None:
     return None
 
 
-def metric_exporter(otlp: OtlpSettings) -> MetricExporter:
-    """The OTLP metric exporter (cumulative temporality, as Prometheus-style backends expect), secrets scrubbed."""
+def metric_exporter(otlp: OtlpSettings, drops: DropCounter | None = None) -> MetricExporter:
+    """The OTLP metric exporter (cumulative temporality, as Prometheus-style backends expect), secrets scrubbed.
+
+    `drops` counts what it does not send (a fresh counter when None).
+    """
+    from rfobs._export_watch import WatchedMetricExporter
     from rfobs._scrub_export import ScrubbingMetricExporter
 
-    return ScrubbingMetricExporter(_metric_exporter(otlp))
+    return ScrubbingMetricExporter(WatchedMetricExporter(_metric_exporter(otlp), _watch("metrics", otlp, drops)))
 
 
 def _metric_exporter(otlp: OtlpSettings) -> MetricExporter:
@@ -70,11 +104,12 @@ def _metric_exporter(otlp: OtlpSettings) -> MetricExporter:
     return _http(OTLPMetricExporter, otlp, "metrics")
 
 
-def log_exporter(otlp: OtlpSettings) -> LogRecordExporter:
-    """The OTLP log record exporter, secrets scrubbed."""
+def log_exporter(otlp: OtlpSettings, drops: DropCounter | None = None) -> LogRecordExporter:
+    """The OTLP log record exporter, secrets scrubbed; `drops` counts what it does not send (fresh when None)."""
+    from rfobs._export_watch import WatchedLogExporter
     from rfobs._scrub_export import ScrubbingLogExporter
 
-    return ScrubbingLogExporter(_log_exporter(otlp))
+    return ScrubbingLogExporter(WatchedLogExporter(_log_exporter(otlp), _watch("logs", otlp, drops)))
 
 
 def _log_exporter(otlp: OtlpSettings) -> LogRecordExporter:
@@ -96,7 +131,7 @@ def _grpc(exporter: Callable[..., Exporter], otlp: OtlpSettings) -> Exporter:
     # The gRPC exporters take grpc's own Compression enum, not the HTTP exporter's.
     from grpc import Compression
 
-    endpoint = otlp.endpoint or "http://127.0.0.1:4317"
+    endpoint = _endpoint(otlp)
     compression = {"none": Compression.NoCompression, "gzip": Compression.Gzip, "deflate": Compression.Deflate}
     return exporter(
         endpoint=endpoint,
@@ -111,7 +146,7 @@ def _http(exporter: Callable[..., Exporter], otlp: OtlpSettings, signal: _Signal
     """Build one of the three OTLP/HTTP exporters; the OTLP spec appends the signal's path to a base endpoint."""
     from opentelemetry.exporter.otlp.proto.http import Compression
 
-    base = otlp.endpoint or "http://127.0.0.1:4318"
+    base = _endpoint(otlp)
     compression = {"none": Compression.NoCompression, "gzip": Compression.Gzip, "deflate": Compression.Deflate}
     return exporter(
         endpoint=f"{base}/v1/{signal}",

@@ -84,7 +84,10 @@ class TextFormatter(logging.Formatter):
         """Render `record` as one human-readable line (plus a traceback if there is one)."""
         when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
         limit = current_limits().log_message
-        parts = [f"{when} {record.levelname:<7} {record.name}: {_message(record, limit)}"]
+        message = _message(record, limit)
+        # rfobs's own messages start "rfobs: " (for Python's last-resort output, which prints only the message).
+        origin = "" if message.startswith(f"{record.name}: ") else f"{record.name}: "
+        parts = [f"{when} {record.levelname:<7} {origin}{message}"]
         parts.extend(f"{k}={v}" for k, v in _extra_fields(record, limit).items())
         if ids := _correlation():
             parts.append(f"[trace={ids['trace_id']} span={ids['span_id']}]")

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
     from opentelemetry.trace import Tracer
 
+    from rfobs._prometheus import MetricsEndpoint
 
-__all__ = ["Telemetry", "active", "flush", "get_settings", "init", "shutdown"]
+__all__ = ["Telemetry", "active", "flush", "get_settings", "init", "init_with_settings", "shutdown"]
 
 _log = logging.getLogger("rfobs")
 _lock = threading.Lock()
@@ -76,6 +77,7 @@ class Telemetry:
         self.tracer: Tracer = (pipeline.tracer_provider or trace.get_tracer_provider()).get_tracer("rfobs", __version__)
         self.meter: Meter = (pipeline.meter_provider or metrics.get_meter_provider()).get_meter("rfobs", __version__)
         self._pipeline = pipeline
+        self._extra_endpoints: list[MetricsEndpoint] = []  # serve_metrics()
         self._shut = False
         self._shut_down = threading.Event()
         self._shutting_down_in: threading.Thread | None = None
@@ -99,6 +101,32 @@ class Telemetry:
                 millis = max(0, int((deadline - time.monotonic()) * 1000))
                 done = _run_before(deadline, lambda p=provider, m=millis: p.force_flush(m)) and done
         return done
+
+    def serve_metrics(self, port: int, host: str | None = None) -> str | None:
+        """Serve `/metrics` on `host:port` too, until shutdown; its URL, or None when Prometheus export is off.
+
+        An address already served (by `init()` or an earlier call) is not bound twice: its URL is returned.
+
+        Raises:
+            OSError: The address cannot be bound.
+        """
+        from rfobs._prometheus import MetricsEndpoint
+
+        host = host or self.settings.metrics.prometheus_host
+        if self.prometheus_registry is None:
+            return None
+        with _lock:
+            served = [self._pipeline.metrics_endpoint, *self._extra_endpoints]
+            for endpoint in served:
+                if endpoint is not None and endpoint.url is not None and (endpoint.host, endpoint.port) == (host, port):
+                    return endpoint.url
+            endpoint = MetricsEndpoint(self.prometheus_registry, host, port, None, {})
+            if self._shut:
+                return None
+            url = endpoint.start()
+            self._extra_endpoints.append(endpoint)
+            self._pipeline.closers.append((endpoint.close, endpoint.release_after_fork))
+            return url
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and stop every provider within one deadline shared by all of them.
@@ -255,20 +283,38 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
             )
             return _active
         _refuse_reinit()
-        settings = load_config(env, overrides=overrides)
-        _workers.set_max_abandoned_threads(settings.timeouts.max_abandoned_threads)
-        # Filled before the providers exist: the decorators read the namespace as soon as they see them.
-        _state.activate(_state.ActiveState(settings=settings, namespace=settings.metrics.namespace))
-        _active = Telemetry(settings, build_pipeline(settings))
-        _state.activate(
-            _state.ActiveState(
-                settings=settings,
-                namespace=settings.metrics.namespace,
-                health_checker=_active.health,
-                prometheus_registry=_active.prometheus_registry,
-            )
+        return _start_locked(load_config(env, overrides=overrides))
+
+
+def init_with_settings(settings: Settings) -> Telemetry:
+    """`init()` from settings already loaded (`load_config()`); the active handle when `init()` ran before.
+
+    `get_metrics_collector().start_http_server(port)` uses it: the seed's agents load their settings and serve
+    metrics without ever calling `rfobs.init()`.
+    """
+    with _lock:
+        if _active is not None:
+            return _active
+        _refuse_reinit()
+        return _start_locked(settings)
+
+
+def _start_locked(settings: Settings) -> Telemetry:
+    """Build and activate the pipeline for `settings` (the caller holds `_lock` and saw no active handle)."""
+    global _active
+    _workers.set_max_abandoned_threads(settings.timeouts.max_abandoned_threads)
+    # Filled before the providers exist: the decorators read the namespace as soon as they see them.
+    _state.activate(_state.ActiveState(settings=settings, namespace=settings.metrics.namespace))
+    _active = Telemetry(settings, build_pipeline(settings))
+    _state.activate(
+        _state.ActiveState(
+            settings=settings,
+            namespace=settings.metrics.namespace,
+            health_checker=_active.health,
+            prometheus_registry=_active.prometheus_registry,
         )
-        return _active
+    )
+    return _active
 
 
 def _refuse_reinit() -> None:

@@ -23,7 +23,9 @@ __all__ = [
     "load_spans",
     "read_trace_file",
     "render_file",
+    "render_loaded",
     "render_traces",
+    "select_traces",
 ]
 
 _KEY_ATTRIBUTE_PREFIXES = ("gen_ai.", "rfobs.", "http.")
@@ -230,17 +232,10 @@ def render_traces(
     where = f" in {source}" if source else ""
     if not traces:
         return f"no traces{where}"
-    selected = sorted(traces, key=lambda trace: (trace.start_ns, trace.trace_id), reverse=True)
-    criteria: list[str] = []
-    if trace_id is not None:
-        prefix = _trace_id_prefix(trace_id)
-        selected = [trace for trace in selected if trace.trace_id.startswith(prefix)]
-        criteria.append(f"--trace-id {prefix}")
-    if errors_only:
-        selected = [trace for trace in selected if trace.error_count]
-        criteria.append("--errors")
+    selected = select_traces(traces, trace_id=trace_id, errors_only=errors_only)
     if not selected:
-        return f"no trace matches {' '.join(criteria)}{where}"
+        criteria = [f"--trace-id {_trace_id_prefix(trace_id)}"] if trace_id is not None else []
+        return f"no trace matches {' '.join([*criteria, *(['--errors'] if errors_only else [])])}{where}"
     hidden = 0
     if last is not None:
         if last < 1:
@@ -252,6 +247,21 @@ def render_traces(
     if hidden:
         blocks.append(_fit(f"… {hidden} older trace{'s' if hidden > 1 else ''} not shown", width))
     return "\n\n".join(blocks)
+
+
+def select_traces(traces: Sequence[Trace], *, trace_id: str | None = None, errors_only: bool = False) -> list[Trace]:
+    """The traces whose id starts with `trace_id` and, with `errors_only`, that hold an ERROR span; newest first.
+
+    Raises:
+        ValueError: If `trace_id` is not 8 to 32 hex characters.
+    """
+    selected = sorted(traces, key=lambda trace: (trace.start_ns, trace.trace_id), reverse=True)
+    if trace_id is not None:
+        prefix = _trace_id_prefix(trace_id)
+        selected = [trace for trace in selected if trace.trace_id.startswith(prefix)]
+    if errors_only:
+        selected = [trace for trace in selected if trace.error_count]
+    return selected
 
 
 def render_file(
@@ -277,14 +287,27 @@ def render_file(
     Raises:
         ValueError: If `trace_id` is not 8 to 32 hex characters or `last` is less than 1.
     """
-    loaded = read_trace_file(path)
+    return render_loaded(
+        read_trace_file(path), os.fspath(path), trace_id=trace_id, last=last, errors_only=errors_only, width=width
+    )
+
+
+def render_loaded(
+    loaded: LoadResult,
+    source: str,
+    *,
+    trace_id: str | None = None,
+    last: int | None = None,
+    errors_only: bool = False,
+    width: int = 100,
+) -> str:
+    """Render what `read_trace_file` read from `source`, noting any unreadable lines; see `render_file`.
+
+    Raises:
+        ValueError: If `trace_id` is not 8 to 32 hex characters or `last` is less than 1.
+    """
     text = render_traces(
-        build_traces(loaded.spans),
-        trace_id=trace_id,
-        last=last,
-        errors_only=errors_only,
-        width=width,
-        source=os.fspath(path),
+        build_traces(loaded.spans), trace_id=trace_id, last=last, errors_only=errors_only, width=width, source=source
     )
     if loaded.skipped_lines:
         plural = "s" if loaded.skipped_lines > 1 else ""

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from rfobs._settings_env import SEED_ALIASES
 from rfobs.testing import reset_global_telemetry
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Each test starts in an empty working directory with no RFOBS_* or OTEL_* variables."""
+    """Each test starts in an empty working directory with no RFOBS_*, OTEL_* or seed deployment variables."""
     for name in list(os.environ):
-        if name.startswith(("RFOBS_", "OTEL_")):
+        if name.startswith(("RFOBS_", "OTEL_")) or name in SEED_ALIASES:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     yield

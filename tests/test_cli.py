@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import rfobs
 from rfobs.cli import main
 from rfobs.traceview import build_traces, load_spans
 from tests.test_traceview import NEW_TRACE_TEXT, OLD_TRACE_TEXT, make_provider, record_two_traces
@@ -29,18 +30,85 @@ def test_traces_command_renders_the_file_exactly(tmp_path: Path, capsys: pytest.
     )
 
 
+def test_traces_command_fails_when_the_trace_id_matches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "traces.jsonl"
+    provider = make_provider(path)
+    record_two_traces(provider)
+    provider.shutdown()
+    assert main(["traces", "--file", str(path), "--trace-id", "deadbeef"]) == 1
+    assert capsys.readouterr() == ("", f"rfobs traces: no trace matches --trace-id deadbeef in {path}\n")
+    path.write_text("", encoding="utf-8")
+    assert main(["traces", "--file", str(path), "--trace-id", "deadbeef"]) == 1
+
+
+def test_traces_command_fails_on_a_missing_file_naming_who_named_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traces", "--file", "nowhere.jsonl"]) == 1
+    assert capsys.readouterr() == ("", "rfobs traces: nowhere.jsonl does not exist (named by --file)\n")
+    Path("nowhere.jsonl").write_text("", encoding="utf-8")
+    assert main(["traces", "--file", "nowhere.jsonl"]) == 0  # empty is not an error: nothing recorded yet
+    assert capsys.readouterr() == ("no traces in nowhere.jsonl\n", "")
+
+
 def test_traces_command_reads_the_configured_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("RFOBS_TRACING__FILE_PATH", "elsewhere.jsonl")
+    assert main(["traces"]) == 1
+    assert capsys.readouterr().err == (
+        "rfobs traces: elsewhere.jsonl does not exist "
+        "(named by the tracing.file_path setting, from env RFOBS_TRACING__FILE_PATH)\n"
+    )
+    Path("elsewhere.jsonl").write_text("", encoding="utf-8")
     assert main(["traces"]) == 0
     assert capsys.readouterr().out == "no traces in elsewhere.jsonl\n"
 
 
-def test_config_show_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_show_json_is_typed_and_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RFOBS_OTLP__HEADERS", "authorization=Bearer s3cr3t-token-value")
+    monkeypatch.setenv("RFOBS_HEALTH__DEPENDENCIES", "db=postgresql://u:pw-s3cr3t@db:5432")
     assert main(["config", "show", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert {"key": "metrics.prometheus_port", "value": "9464", "source": "default"} in rows
+    out = capsys.readouterr().out
+    values = {row["key"]: (row["value"], row["source"]) for row in json.loads(out)}
+    assert values["env"] == ("development", "default")
+    assert values["metrics.prometheus_port"] == (9464, "default")
+    assert values["tracing.sampler_ratio"] == (1.0, "default")
+    assert values["tracing.enabled"] == (True, "default")
+    assert values["otlp.endpoint"] == (None, "default")
+    assert values["health.disk_paths"] == (["."], "default")
+    assert values["service.resource_attributes"] == ({}, "default")
+    assert values["otlp.headers"] == ({"authorization": "***"}, "env RFOBS_OTLP__HEADERS")
+    assert values["health.dependencies"] == ({"db": "postgresql://u:***@db:5432"}, "env RFOBS_HEALTH__DEPENDENCIES")
+    assert "s3cr3t" not in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"rfobs {rfobs.__version__}\n"
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
+    reader, writer = os.pipe()
+    os.close(reader)  # like `| head -1` having exited: every write fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rfobs.cli", "config", "show", "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (1, "")
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

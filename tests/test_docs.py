@@ -64,23 +64,34 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_readme_python_examples_run(tmp_path: Path) -> None:
+def test_readme_python_examples_run_and_record_what_they_promise(tmp_path: Path) -> None:
+    from rfobs.traceview import load_spans
+
     blocks = re.findall(r"^```python\n(.*?)```", README, flags=re.S | re.M)
     assert blocks
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
     env["RFOBS_METRICS__PROMETHEUS_PORT"] = "0"  # the examples use the default port; the test must not need it free
     for number, block in enumerate(blocks):
-        script = tmp_path / f"test_example_{number}.py"
+        workdir = tmp_path / f"example_{number}"
+        workdir.mkdir()
+        script = workdir / f"test_example_{number}.py"
         script.write_text(block, encoding="utf-8")
         # A block that defines tests is run by pytest, so its assertions are checked, not just defined.
         runner = ["-m", "pytest", "-q", "-p", "no:cacheprovider"] if "def test_" in block else []
         result = subprocess.run(
-            [sys.executable, *runner, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, *runner, str(script)], cwd=workdir, env=env, capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, f"README example {number} failed:\n{block}\n{result.stdout}{result.stderr}"
+        # An example that decorates code outside a test promises telemetry: its spans reach the trace file.
+        decorated = re.findall(
+            r"^@(?:rfobs\.)?(?:task|tool|api_call|llm_call|track_agent_task|track_api_call)\(", block, flags=re.M
+        )
+        if decorated and "def test_" not in block:
+            spans = load_spans(workdir / ".rfobs" / "traces.jsonl") if (workdir / ".rfobs").exists() else []
+            assert len(spans) >= len(decorated), f"README example {number} recorded no spans:\n{block}"
     quickstart_trace = subprocess.run(
         [sys.executable, "-m", "rfobs.cli", "traces", "--width", "100"],
-        cwd=tmp_path,
+        cwd=tmp_path / "example_0",
         env=env,
         capture_output=True,
         text=True,

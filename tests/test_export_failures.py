@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -79,3 +83,136 @@ def test_log_bridge_sends_scrubbed_records_with_trace_context(capture: Capture) 
     attributes = dict(log.attributes or {})
     assert (attributes["user_id"], attributes["api_key"]) == ("u-1", "***")
     assert attributes["code.function.name"] == "test_log_bridge_sends_scrubbed_records_with_trace_context"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failing_endpoint_is_reported_at_first_then_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    from rfobs._drops import DropCounter
+    from rfobs._export_watch import ExportWatch
+
+    clock = Clock()
+    watch = ExportWatch(
+        "traces", "https://user:hunter2@collector:4318/v1/traces", DropCounter(), stop_on_refusal=False, clock=clock
+    )
+
+    def lines() -> list[str]:
+        found = [r.getMessage() for r in caplog.records if r.name == "rfobs"]
+        caplog.clear()
+        return found
+
+    assert not watch.run(4, lambda: False)
+    assert lines() == [
+        "rfobs: cannot export traces to https://user:***@collector:4318/v1/traces (no response); 4 span(s) dropped. "
+        "Recording goes on; until the endpoint answers, this is reported at most once a minute."
+    ]
+    for _ in range(10):
+        clock.now += 5
+        assert not watch.run(2, lambda: False)
+    assert lines() == []  # 50 s later: nothing yet
+    clock.now += 10
+    assert not watch.run(1, lambda: False)
+    assert lines() == [
+        "rfobs: still cannot export traces to https://user:***@collector:4318/v1/traces (no response); "
+        "21 span(s) dropped since the last report."
+    ]
+    clock.now += 1
+    assert not watch.run(3, lambda: False)
+    assert watch.run(5, lambda: True)
+    assert lines() == [
+        "rfobs: exporting traces to https://user:***@collector:4318/v1/traces works again; "
+        "3 span(s) dropped since the last report."
+    ]
+    assert watch.run(5, lambda: True)
+    assert not watch.run(2, lambda: False)  # a new episode is reported at once
+    assert not watch.run(6, lambda: False)
+    assert len(lines()) == 1
+    watch.summarize()
+    assert lines() == [
+        "rfobs: at shutdown, 6 span(s) could not be exported to https://user:***@collector:4318/v1/traces since "
+        "the last report (no response)."
+    ]
+    watch.summarize()
+    assert lines() == []
+
+
+DEAD_ENDPOINT = """
+import logging, sys
+import rfobs
+
+telemetry = rfobs.init(
+    otlp__endpoint=sys.argv[1], otlp__protocol=sys.argv[2], otlp__timeout=1, tracing__exporter="otlp",
+    metrics__otlp_export=True, metrics__prometheus_enabled=False, logging__format="text",
+)
+
+@rfobs.task("researcher", "search")
+def search() -> None:
+    logging.getLogger("agent").warning("searching")
+
+for _ in range(4):
+    search()
+    telemetry.force_flush(timeout=5)
+telemetry.shutdown(timeout=3)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_dead_endpoint_prints_rfobs_lines_not_the_sdks(protocol: str, tmp_path: Path) -> None:
+    endpoint = refused_endpoint()
+    result = subprocess.run(
+        [sys.executable, "-c", DEAD_ENDPOINT, endpoint, protocol],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    # Timestamps and the number of metric data points (it depends on collection timing) are left out.
+    lines = [
+        re.sub(r"\d+ metric data point", "N metric data point", line.partition(" ")[2])
+        for line in result.stderr.splitlines()
+        if "searching" not in line
+    ]
+    where = {s: endpoint if protocol == "grpc" else f"{endpoint}/v1/{s}" for s in ("traces", "metrics", "logs")}
+    why = "gRPC UNAVAILABLE" if protocol == "grpc" else "ConnectionError"
+    later = "Recording goes on; until the endpoint answers, this is reported at most once a minute."
+    # The first failure of each signal, then (4 flushes within seconds, under a minute) only the shutdown summary.
+    first = "WARNING rfobs: cannot export {} to {} ({}); {} dropped. {}"
+    summary = "WARNING rfobs: at shutdown, {} could not be exported to {} since the last report ({})."
+    assert sorted(lines) == sorted([
+        first.format("traces", where["traces"], why, "1 span(s)", later),
+        first.format("metrics", where["metrics"], why, "N metric data point(s)", later),
+        first.format("logs", where["logs"], why, "1 log record(s)", later),
+        summary.format("3 span(s)", where["traces"], why),
+        summary.format("N metric data point(s)", where["metrics"], why),
+        summary.format("3 log record(s)", where["logs"], why),
+    ])  # fmt: skip
+
+
+def test_with_logging_off_rfobs_still_says_the_endpoint_is_dead(tmp_path: Path) -> None:
+    # logging.enabled=false installs no console handler; the OTLP log handler alone would swallow the warning.
+    script = DEAD_ENDPOINT.replace('logging__format="text"', "logging__enabled=False")
+    result = subprocess.run(
+        [sys.executable, "-c", script, refused_endpoint(), "http/protobuf"],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("rfobs: cannot export traces to ")], result.stderr
+    assert not [line for line in lines if "searching" in line]  # the agent's own logs stay off the console
+
+
+def test_a_users_own_otlp_exporter_keeps_the_sdks_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from rfobs._export_watch import quiet_sdk_loggers
+    from tests.otlp_samples import rich_spans
+
+    quiet_sdk_loggers()  # as an rfobs.init() with an OTLP endpoint does
+    exporter = OTLPSpanExporter(endpoint=f"{refused_endpoint()}/v1/traces", timeout=0.5)
+    try:
+        exporter.export(rich_spans())
+    finally:
+        exporter.shutdown()
+    assert any(r.name.startswith("opentelemetry.exporter.otlp") for r in caplog.records)

@@ -72,6 +72,26 @@ def test_metrics_endpoint_serves_rfobs_metrics(handle: rfobs.Telemetry) -> None:
     assert any(row.startswith(line) and 'status="success"' in row and row.endswith(" 2.0") for row in body.splitlines())
 
 
+def test_every_rfobs_series_on_metrics_names_the_rfobs_version(handle: rfobs.Telemetry) -> None:
+    from rfobs._version import __version__
+
+    @rfobs.task("researcher", "search")
+    def search() -> None:
+        pass
+
+    search()
+    handle.drops.add("logs", "queue_full", 3)
+    assert handle.metrics_url is not None
+    with urllib.request.urlopen(handle.metrics_url, timeout=5) as response:
+        rows = [row for row in response.read().decode().splitlines() if 'otel_scope_name="rfobs"' in row]
+    dropped = [row for row in rows if row.startswith("researchflow_agents_telemetry_dropped_total{")]
+    assert dropped == [
+        'researchflow_agents_telemetry_dropped_total{otel_scope_name="rfobs",'
+        f'otel_scope_schema_url="",otel_scope_version="{__version__}",reason="queue_full",signal="logs"}} 3.0'
+    ]
+    assert rows and all(f'otel_scope_version="{__version__}"' in row for row in rows)
+
+
 def test_second_init_warns_at_the_caller_and_returns_the_same_handle(handle: rfobs.Telemetry) -> None:
     with pytest.warns(RuntimeWarning, match=r"rfobs.init\(\) was already called") as caught:
         again = rfobs.init(service__name="other")

@@ -17,7 +17,7 @@ from rfobs.health.checks import (
 )
 from rfobs.health.server import HealthServer
 from rfobs.health.setup import build_health_checker, get_advanced_health_checker
-from rfobs.health.startup import validate_startup_environment
+from rfobs.health.startup import StartupCheck, validate_startup_environment
 
 __all__ = [
     "ASGIApp",
@@ -38,6 +38,7 @@ __all__ = [
     "Percentiles",
     "PerformanceCheck",
     "ProcessCheck",
+    "StartupCheck",
     "Status",
     "asgi_app",
     "build_health_checker",

@@ -129,6 +129,8 @@ class EnvFileCheck(b.BaseCheck):
             status = Status.UNHEALTHY if unhealthy else Status.DEGRADED
             return self._result(status, "; ".join(unhealthy + degraded), values, started)
         message = f"{len(self.required_keys)} required keys set in {len(self.paths)} file(s)"
+        if not self.required_keys:
+            message = f"{len(keys)} keys in {len(self.paths)} file(s), none required"
         return self._result(Status.HEALTHY, message, values, started)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -104,7 +105,9 @@ class MemoryCheck(b.BaseCheck):
 class DiskCheck(b.BaseCheck):
     """Disk usage of the file systems holding `paths`; unhealthy above `max_percent` or when a path is missing.
 
-    Values are per path: `<path>.percent` and `<path>.free_bytes`.
+    Paths are made absolute when the check is built, and messages name them so. Values (also the `measure`
+    label of the `health_check_value` metric): `disk_percent` and `free_bytes` for a single path; per path,
+    `<absolute path>:disk_percent` and `<absolute path>:free_bytes` for several.
 
     Args:
         paths: Paths whose file systems are checked.
@@ -124,6 +127,8 @@ class DiskCheck(b.BaseCheck):
         super().__init__(name, critical)
         self.paths = b.paths("DiskCheck", "paths", paths)
         self.max_percent = _check.number("DiskCheck", "max_percent", max_percent, ge=0, le=100, finite=False)
+        # Resolved once, so the value keys (metric labels) stay the same whatever the working directory becomes.
+        self._absolute = tuple(dict.fromkeys(os.path.abspath(path) for path in self.paths))
 
     async def run(self) -> CheckResult:
         """Measure each path's file system and judge."""
@@ -132,27 +137,30 @@ class DiskCheck(b.BaseCheck):
         values: dict[str, Value] = {}
         full: list[str] = []
         missing: list[str] = []
+        shown: list[str] = []
         for path, measured in usage.items():
             if measured is None:
                 missing.append(path)
                 continue
             percent, free = measured
-            values[f"{path}.percent"] = percent
-            values[f"{path}.free_bytes"] = free
+            prefix = "" if len(usage) == 1 else f"{path}:"
+            values[f"{prefix}disk_percent"] = percent
+            values[f"{prefix}free_bytes"] = free
+            shown.append(f"{path} {percent:.1f}%")
             if percent > self.max_percent:
                 full.append(f"{path} ({percent:.1f}%, {b.size(free)} free)")
         problems = [f"above {self.max_percent:g}%: {', '.join(full)}"] if full else []
         problems += [f"missing: {', '.join(missing)}"] if missing else []
         if problems:
             return self._result(Status.UNHEALTHY, "; ".join(problems), values, started)
-        summary = ", ".join(f"{p} {values[f'{p}.percent']:.1f}%" for p in self.paths)
+        summary = ", ".join(shown)
         return self._result(Status.HEALTHY, f"disk use {summary} (limit {self.max_percent:g}%)", values, started)
 
     def _measure(self) -> dict[str, tuple[float, int] | None]:
         import psutil
 
         usage: dict[str, tuple[float, int] | None] = {}
-        for path in self.paths:
+        for path in self._absolute:
             try:
                 measured = psutil.disk_usage(path)
             except (FileNotFoundError, NotADirectoryError):

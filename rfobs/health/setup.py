@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, cast
 
 from rfobs import _state
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     from rfobs._settings_model import HealthSettings, Settings
     from rfobs.health._model import Check
 
-__all__ = ["build_health_checker", "get_advanced_health_checker"]
+__all__ = ["Discovered", "build_health_checker", "discover", "get_advanced_health_checker"]
 
 MIB: Final = 1024 * 1024
 DAY: Final = 86_400.0
@@ -33,28 +35,102 @@ def _forget_default() -> None:
 _state.on_reset(_forget_default)
 
 
-def build_health_checker(settings: Settings) -> HealthChecker:
-    """A `HealthChecker` with the built-in checks that `settings.health` asks for.
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """What the file checks look at: the configured paths, else those found around the working directory.
 
-    Always: `cpu`, `memory`, `disk`, `process` and `performance` (latency against the baseline file). With
-    `git_path`: `git`; with `env_files`: `env_files` (critical: an agent without its keys cannot work); with
-    `log_paths`: `log_rotation`; one check per entry of `dependencies` (critical when listed in
-    `critical_dependencies`); with `gpu`: `gpu`.
+    Attributes:
+        git_path: The git work tree to check, or None.
+        env_files: The `.env` files to check (empty: none).
+        log_paths: The log files or directories to check (empty: none).
+        missing: Each check not registered because nothing was configured or found, with why, e.g.
+            `git (no git work tree at /app or above; set health.git_path)`.
+    """
+
+    git_path: str | None
+    env_files: tuple[str, ...]
+    log_paths: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def discover(health: HealthSettings, cwd: str | None = None) -> Discovered:
+    """The paths of the git, env file and log checks: the configured ones, else (with `discover`) those found.
+
+    Looks for the git work tree holding `cwd` (a `.git` in it or a parent), `cwd/.env` and a `cwd/logs`
+    directory; found paths are absolute. A setting that is set is used as it is, without looking.
+
+    Args:
+        health: The health settings.
+        cwd: Where to look; default the working directory.
+    """
+    try:
+        where = os.path.abspath(cwd if cwd is not None else os.getcwd())
+    except OSError:  # the working directory was removed: nothing to find around it
+        return Discovered(health.git_path, health.env_files, health.log_paths, ())
+    look = health.discover
+    missing: list[str] = []
+    git_path = health.git_path
+    if git_path is None and look:
+        git_path = _work_tree(where)
+        if git_path is None:
+            missing.append(f"git (no git work tree at {where} or above; set health.git_path)")
+    env_files = health.env_files
+    if not env_files and look:
+        found = os.path.join(where, ".env")
+        env_files = (found,) if os.path.isfile(found) else ()
+        if not env_files:
+            missing.append(f"env_files (no {found}; set health.env_files)")
+    log_paths = health.log_paths
+    if not log_paths and look:
+        found = os.path.join(where, "logs")
+        log_paths = (found,) if os.path.isdir(found) else ()
+        if not log_paths:
+            missing.append(f"log_rotation (no {found} directory; set health.log_paths)")
+    return Discovered(git_path, env_files, log_paths, tuple(missing))
+
+
+def _work_tree(start: str) -> str | None:
+    """The top of the git work tree holding `start` (a `.git` directory, or a `.git` file in a worktree)."""
+    folder = start
+    while True:
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def build_health_checker(settings: Settings, *, recent_from_traces: bool = False) -> HealthChecker:
+    """A `HealthChecker` with the built-in checks that `settings.health` asks for, and those `discover` finds.
+
+    Always: `cpu`, `memory`, `disk`, `process` and `performance` (latency against the baseline file). `git` for
+    `git_path`, else (with `discover`, the default) for the git work tree holding the working directory.
+    `env_files` for `env_files` (critical: an agent without its keys cannot work), else for `./.env` when it
+    exists (its keys parsed and its permissions checked; critical only with `env_required_keys`).
+    `log_rotation` for `log_paths`, else for a `./logs/` directory when it exists. One check per entry of
+    `dependencies` (critical when listed in `critical_dependencies`; dependencies are never discovered); `gpu`
+    with `gpu`. A check with nothing configured or found is not registered: `discover(settings.health).missing`
+    says which (`rfobs health` prints it under the table).
 
     Args:
         settings: Validated settings (`rfobs.load_config()` or `handle.settings`).
+        recent_from_traces: The performance check compares the spans of the trace file (`tracing.file_path`)
+            that ended in the last `health.recent_minutes` with the baseline, instead of this process's own
+            timings: for a command-line process, which has recorded none.
 
     Returns:
         A new checker; its checks have not run yet.
     """
     health = settings.health
     checker = HealthChecker(timeout=health.check_timeout, cache_ttl=health.cache_ttl)
-    for check in _checks(health):
+    trace_file = settings.tracing.file_path if recent_from_traces else None
+    for check in _checks(health, discover(health), trace_file):
         checker.register(check)
     return checker
 
 
-def _checks(health: HealthSettings) -> list[Check]:
+def _checks(health: HealthSettings, found: Discovered, trace_file: str | None) -> list[Check]:
     from rfobs.health.baseline import PerformanceCheck, default_recent
     from rfobs.health.checks import (
         CpuCheck,
@@ -78,14 +154,15 @@ def _checks(health: HealthSettings) -> list[Check]:
             max_rss_bytes=None if health.max_rss_mb is None else health.max_rss_mb * MIB,
         ),
     ]
-    if health.git_path is not None:
-        checks.append(GitRepositoryCheck(health.git_path, timeout=probe_timeout))
-    if health.env_files:
-        checks.append(EnvFileCheck(health.env_files, required_keys=health.env_required_keys, critical=True))
-    if health.log_paths:
+    if found.git_path is not None:
+        checks.append(GitRepositoryCheck(found.git_path, timeout=probe_timeout))
+    if found.env_files:
+        critical = bool(health.env_files or health.env_required_keys)
+        checks.append(EnvFileCheck(found.env_files, required_keys=health.env_required_keys, critical=critical))
+    if found.log_paths:
         checks.append(
             LogRotationCheck(
-                health.log_paths,
+                found.log_paths,
                 max_bytes=round(health.log_max_mb * MIB),
                 max_age_seconds=health.log_max_age_days * DAY,
                 max_rotated=health.log_max_rotated,
@@ -94,7 +171,12 @@ def _checks(health: HealthSettings) -> list[Check]:
     for name, url in health.dependencies.items():
         critical = name in health.critical_dependencies
         checks.append(DependencyCheck(name, url, timeout=probe_timeout, critical=critical))
-    checks.append(PerformanceCheck(health.baseline_path, default_recent(), factor=health.degradation_factor))
+    factor = health.degradation_factor
+    if trace_file is None:
+        checks.append(PerformanceCheck(health.baseline_path, default_recent(), factor=factor))
+    else:
+        window = health.recent_minutes * 60
+        checks.append(PerformanceCheck(health.baseline_path, trace_file=trace_file, trace_window=window, factor=factor))
     if health.gpu:
         checks.append(GpuCheck())
     return checks

@@ -6,21 +6,25 @@ dicts); `Call` is one run of it. The per-call path starts a span, counts, record
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from opentelemetry import trace as _trace_api
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from rfobs import _check, _latency
+from rfobs import _check, _latency, _state
 from rfobs._guard import internal_error
 from rfobs._limits import current_limits, stack_trace, truncate
 from rfobs.instrument import _telemetry as t
 
-__all__ = ["Call", "Operation", "check_name", "record_error"]
+__all__ = ["Call", "Operation", "check_name", "exception_type", "function_label", "record_error"]
 
 _MAX_STATUS_MESSAGE: Final = 256
+_log = logging.getLogger("rfobs")
 
 Metrics = Callable[[t.Instruments], "tuple[t.Counts, Any]"]
 """Picks the counter and duration histogram of an operation from the current instruments."""
@@ -37,6 +41,24 @@ def check_name(argument: str, value: object, decorator: str) -> str:
     return _check.text(f"@{decorator}", argument, value, f"a non-empty string naming the {argument}")
 
 
+def function_label(decorator: str, func: Callable[..., Any]) -> str:
+    """How a warning names a decorated function: `@task research.agents.plan()`."""
+    inner = getattr(func, "__func__", func)  # a classmethod or staticmethod object
+    qualname = getattr(inner, "__qualname__", None) or repr(inner)
+    module = getattr(inner, "__module__", None)
+    return f"@{decorator} {module}.{qualname}()" if module else f"@{decorator} {qualname}()"
+
+
+def exception_type(kind: type[BaseException]) -> str:
+    """The name rfobs writes for an exception class, everywhere: `exception.type`, `error.type`, retry events.
+
+    The form the OpenTelemetry SDK's `record_exception()` writes: `module.QualName`, builtins bare
+    (`ValueError`, `rfobs.demo.TransientAPIError`). Bounded like the set of classes, so fine as a metric label.
+    """
+    module = kind.__module__
+    return f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
+
+
 def record_error(span: Span, error: BaseException) -> None:
     """Record `error` on `span`: an exception event, status ERROR and `error.type`.
 
@@ -48,12 +70,12 @@ def record_error(span: Span, error: BaseException) -> None:
     text = str(error)
     message = truncate(text, limits.exception_message)
     kind = type(error)
+    name = exception_type(kind)
     # As the SDK's record_exception() records it, without its second, uncut formatting of the traceback.
-    module = kind.__module__
     span.add_event(
         "exception",
         {
-            t.EXCEPTION_TYPE: f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
+            t.EXCEPTION_TYPE: name,
             "exception.message": message,
             "exception.stacktrace": stack_trace(error, limits.exception_message, limits.stacktrace),
             "exception.escaped": "False",
@@ -64,7 +86,7 @@ def record_error(span: Span, error: BaseException) -> None:
     span.set_status(
         Status(StatusCode.ERROR, truncate(status + text[:_MAX_STATUS_MESSAGE], _MAX_STATUS_MESSAGE, length=whole))
     )
-    span.set_attribute(t.ERROR_TYPE, kind.__qualname__)
+    span.set_attribute(t.ERROR_TYPE, name)
 
 
 class Operation:
@@ -76,6 +98,7 @@ class Operation:
         "capture_output",
         "error_attributes",
         "error_labels",
+        "function",
         "kind",
         "metrics",
         "on_error",
@@ -97,8 +120,10 @@ class Operation:
         on_error: ErrorHook | None = None,
         capture_input: Capture | None = None,
         capture_output: Callable[[object], str] | None = None,
+        function: str | None = None,
     ) -> None:
         self.span_name = span_name
+        self.function = function or span_name
         self.kind = kind
         self.attributes = dict(attributes)
         self.success_labels = (*labels.items(), ("status", "success"))
@@ -113,8 +138,38 @@ class Operation:
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
         """Start one call; None before an SDK is installed (the call then runs untouched)."""
+        # t.current()'s own first test, inlined: the call it saves pays for the check of the warning flag.
+        if _trace_api._TRACER_PROVIDER is None and _metrics_api._METER_PROVIDER is None:  # pyright: ignore[reportPrivateUsage]
+            if _no_sdk_unreported:
+                _report_no_sdk(self.function)
+            return None
         instruments = t.current()
         return None if instruments is None else Call(self, instruments, args, kwargs)
+
+
+_no_sdk_unreported = True
+
+
+def _report_no_sdk(function: str) -> None:
+    """Say once per process that decorated calls run unrecorded (not after `init(sdk__disabled=True)`)."""
+    global _no_sdk_unreported
+    _no_sdk_unreported = False
+    settings = _state.current().settings
+    if settings is not None and settings.sdk.disabled:
+        return  # turned off on purpose
+    _log.warning(
+        "rfobs: %s ran, but no OpenTelemetry SDK is installed, so nothing was recorded (no span, no metric). Call "
+        "rfobs.init() at start-up, before the first decorated call. (Reported once per process.)",
+        function,
+    )
+
+
+def _rearm() -> None:
+    global _no_sdk_unreported
+    _no_sdk_unreported = True
+
+
+_state.on_reset(_rearm)
 
 
 class Call:

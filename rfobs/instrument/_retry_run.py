@@ -18,6 +18,7 @@ from tenacity import RetryCallState, RetryError
 
 from rfobs.exceptions import CircuitOpen, RateLimited
 from rfobs.instrument import _telemetry as t
+from rfobs.instrument._operation import exception_type
 from rfobs.instrument._retry_strategies import http_status, retry_after_hint
 
 __all__ = ["Labels", "Run", "SupportsBackoff"]
@@ -137,7 +138,7 @@ class Run:
             outcome = retry_state.outcome
             error = outcome.exception() if outcome is not None else None
             if error is not None:
-                attributes[t.EXCEPTION_TYPE] = type(error).__qualname__
+                attributes[t.EXCEPTION_TYPE] = exception_type(type(error))
             self.span.add_event(t.RETRY_EVENT, attributes)
 
     def exhausted(self, retry_state: RetryCallState) -> object:

@@ -283,8 +283,9 @@ class CircuitBreaker:
         if moved is not None:
             self._report(moved)
         if generation is None:
-            self._refused(OPEN if retry_after > 0 else HALF_OPEN, retry_after)
-            raise CircuitOpen(self._name, retry_after)
+            state = OPEN if retry_after > 0 else HALF_OPEN
+            self._refused(state, retry_after)
+            raise CircuitOpen(self._name, retry_after, state)
         return generation
 
     def _settle(self, generation: int, error: BaseException | None) -> None:

@@ -14,7 +14,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._capture import input_capturer, output_capturer
-from rfobs.instrument._operation import ErrorHook, Operation, ResultHook, check_name
+from rfobs.instrument._operation import ErrorHook, Operation, ResultHook, check_name, exception_type, function_label
 from rfobs.instrument._wrap import wrap
 
 __all__ = ["TokenUsage", "llm_call", "token_usage"]
@@ -82,7 +82,7 @@ def _hooks(provider: str, model: str | None) -> tuple[ResultHook, ErrorHook]:
         return True
 
     def on_error(error: BaseException, instruments: t.Instruments, elapsed: float) -> None:
-        instruments.llm_duration.record(elapsed, {**base, t.ERROR_TYPE: type(error).__qualname__})
+        instruments.llm_duration.record(elapsed, {**base, t.ERROR_TYPE: exception_type(type(error))})
 
     return on_result, on_error
 
@@ -132,6 +132,7 @@ def llm_call(
             _llm_metrics,
             on_result=on_result,
             on_error=on_error,
+            function=function_label("llm_call", func),
             **capture,
         )
         return wrap(func, spec.begin)

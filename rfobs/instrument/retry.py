@@ -79,8 +79,13 @@ _unnamed: dict[str, Labels] = {}  # labels of functions run through an unnamed p
 
 
 def _qualname(func: object) -> str:
+    """The operation label: the qualified name below the innermost enclosing function.
+
+    `Client.fetch`, not `main.<locals>.fetch`: a nested function is labelled as timeout and rate limit label it.
+    """
     inner = getattr(func, "__func__", func)
-    return str(getattr(inner, "__qualname__", None) or type(inner).__qualname__)
+    qualname = str(getattr(inner, "__qualname__", None) or type(inner).__qualname__)
+    return qualname.rpartition("<locals>.")[2]
 
 
 def _labels_of(func: object) -> Labels:

@@ -11,7 +11,7 @@ from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._attributes import check_attributes
 from rfobs.instrument._capture import input_capturer, output_capturer
-from rfobs.instrument._operation import Operation, check_name
+from rfobs.instrument._operation import Operation, check_name, function_label
 from rfobs.instrument._wrap import wrap
 
 if TYPE_CHECKING:
@@ -119,26 +119,30 @@ def task(
 def tool(
     name: str | None = None,
     *,
-    agent: str = "agent",
+    agent: str | None = None,
     capture_args: bool = False,
     attributes: Mapping[str, Any] | None = None,
 ) -> Decorator[P, R]:
     """Trace a tool the agent calls: like `@task`, with `gen_ai.operation.name=execute_tool` and kind TOOL.
 
+    Without an agent the span is `"execute_tool {name}"` (the GenAI semantic conventions' tool span name) with
+    `gen_ai.tool.name` and no agent attribute, and its metrics carry `agent=""`. With one it is
+    `"{agent}.{name}"` and also carries `gen_ai.agent.name`.
+
     Args:
         name: The tool's name; defaults to the function's name.
-        agent: The agent that owns the tool (metric label).
+        agent: The agent that owns the tool (metric label), if any.
         capture_args: Record arguments and result on the span, truncated and scrubbed.
         attributes: Constant span attributes added to every call (as for `@task`).
 
     Raises:
-        ConfigError: An empty name or an invalid attribute, at decoration.
+        ConfigError: An empty name or agent, or an invalid attribute, at decoration.
     """
     return _task_decorator(agent, name, attributes, capture_args, "execute_tool", "TOOL", "tool")
 
 
 def _task_decorator(
-    agent: str,
+    agent: str | None,
     name: str | None,
     attributes: Mapping[str, Any] | None,
     capture_args: bool,
@@ -146,7 +150,8 @@ def _task_decorator(
     kind: str,
     decorator: str,
 ) -> Decorator[P, R]:
-    agent = check_name("agent", agent, decorator)
+    if agent is not None:
+        agent = check_name("agent", agent, decorator)
     if name is not None:
         name = check_name("name", name, decorator)
     constant = check_attributes(attributes, decorator)
@@ -155,22 +160,24 @@ def _task_decorator(
         task_name = (
             name or getattr(func, "__name__", None) or getattr(getattr(func, "__func__", None), "__name__", "task")
         )
-        span_attributes: dict[str, Any] = {
-            t.GEN_AI_OPERATION: operation,
-            t.GEN_AI_AGENT_NAME: agent,
-            t.OPENINFERENCE_KIND: kind,
-            t.RFOBS_AGENT: agent,
-            t.RFOBS_TASK: task_name,
-            **constant,
-        }
+        span_attributes: dict[str, Any] = {t.GEN_AI_OPERATION: operation}
+        if agent is not None:
+            span_attributes[t.GEN_AI_AGENT_NAME] = agent
+        span_attributes[t.OPENINFERENCE_KIND] = kind
+        if agent is not None:
+            span_attributes[t.RFOBS_AGENT] = agent
+        span_attributes[t.RFOBS_TASK] = task_name
         if decorator == "tool":
             span_attributes[t.GEN_AI_TOOL_NAME] = task_name
+        span_attributes.update(constant)
         spec = Operation(
-            f"{agent}.{task_name}",
+            f"{agent}.{task_name}" if agent is not None else f"{operation} {task_name}",
             SpanKind.INTERNAL,
             span_attributes,
-            {"agent": agent, "task": task_name},
+            # "" rather than no label: every series of agent_tasks_total keeps the same label names.
+            {"agent": agent or "", "task": task_name},
             _task_metrics,
+            function=function_label(decorator, func),
             **_capture(func, capture_args),
         )
         return wrap(func, spec.begin)
@@ -226,10 +233,12 @@ def api_call(
         spec = Operation(
             f"{service}.{endpoint_name}",
             SpanKind.CLIENT,
-            {t.RFOBS_SERVICE: service, t.RFOBS_ENDPOINT: endpoint_name, **constant},
+            # TOOL: OpenInference's kind for "a call to an external tool such as a ... weather API".
+            {t.OPENINFERENCE_KIND: "TOOL", t.RFOBS_SERVICE: service, t.RFOBS_ENDPOINT: endpoint_name, **constant},
             {"service": service, "endpoint": endpoint_name},
             _api_metrics,
             on_result=_http_status_ok,
+            function=function_label("api_call", func),
             **_capture(func, capture_args),
         )
         return wrap(func, spec.begin)

@@ -6,9 +6,10 @@ import asyncio
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from dataclasses import replace
+from typing import Any, TypeVar, cast
 
 from rfobs import _check
 from rfobs._latency import percentile
@@ -16,14 +17,16 @@ from rfobs.exceptions import ConfigError
 from rfobs.instrument._wrap import is_coroutine_callable
 from rfobs.perf._results import BenchmarkResult
 
-__all__ = ["benchmark"]
+__all__ = ["benchmark", "benchmark_sync", "run_blocking"]
+
+T = TypeVar("T")
 
 _CALIBRATION_PAIRS = 20_000
 
 _Round = tuple[list[float], float, dict[str, int]]  # latencies, wall seconds, errors by type
 
 
-def benchmark(
+async def benchmark(
     fn: Callable[[], Any],
     iterations: int = 1000,
     warmup: int = 100,
@@ -34,18 +37,23 @@ def benchmark(
 ) -> BenchmarkResult:
     """Call `fn` `iterations` times per round, `rounds` times, and report the median round's figures.
 
+    A coroutine function, as the seed programme calls it: `await benchmark(fn)` inside a running event loop, or
+    `asyncio.run(benchmark(fn))` from plain code. `benchmark_sync` is the same measurement as a plain call.
+
     Each call is timed with a `time.perf_counter` pair. The cost of an empty timed region (the two timer calls
     alone, measured first) is subtracted from every call, so a no-op function reports what `timeit` reports for
     it: the cost of calling it. Exceptions are counted by class name, not raised. CPU percent and RSS are the
     process's during the timed rounds (psutil).
 
-    A coroutine function runs on a fresh event loop (in a worker thread when the caller already runs one);
-    `concurrency` tasks share the iterations. A plain function runs in `concurrency` threads.
+    A coroutine function `fn` runs on the awaiting event loop (so it may use clients bound to that loop), with
+    `concurrency` tasks sharing the iterations. A plain function runs in a worker thread (the loop keeps
+    serving meanwhile), itself spread over `concurrency` threads.
 
     Example:
-        >>> result = benchmark(lambda: None, iterations=100, warmup=10, rounds=3)
-        >>> result.iterations
-        100
+        >>> import asyncio
+        >>> result = asyncio.run(benchmark(lambda: None, iterations=100, warmup=10, rounds=3))
+        >>> result.iterations, result["iterations"]
+        (100, 100)
 
     Args:
         fn: The function to time; it is called without arguments.
@@ -56,33 +64,98 @@ def benchmark(
         name: The result's name (default: the function's qualified name).
 
     Returns:
-        The measured `BenchmarkResult`.
+        The measured `BenchmarkResult` (`result.operations_per_second`, or `result["operations_per_second"]`).
 
     Raises:
         ConfigError: An argument is out of range (a `ValueError`).
     """
+    _check_arguments(iterations, warmup, concurrency, rounds)
+    if not is_coroutine_callable(fn):
+        return await asyncio.to_thread(_benchmark_plain, fn, iterations, warmup, concurrency, rounds, name)
+    function = cast(Callable[[], Awaitable[object]], fn)
+    probe = _Probe()
+    await _async_worker(function, warmup, [], {})
+    results = [await _async_round(function, iterations, concurrency) for _ in range(rounds)]
+    return probe.result(_name(fn, name), iterations, warmup, concurrency, results)
+
+
+def benchmark_sync(
+    fn: Callable[[], Any],
+    iterations: int = 1000,
+    warmup: int = 100,
+    concurrency: int = 1,
+    *,
+    rounds: int = 5,
+    name: str | None = None,
+) -> BenchmarkResult:
+    """`benchmark` as a plain call, for synchronous code: the same arguments, measurement and result.
+
+    A coroutine function `fn` runs on a fresh event loop (in a worker thread when this thread already runs
+    one); inside a running loop prefer `await benchmark(...)`, which uses that loop.
+
+    Example:
+        >>> benchmark_sync(lambda: None, iterations=100, warmup=10, rounds=3).iterations
+        100
+
+    Raises:
+        ConfigError: An argument is out of range (a `ValueError`).
+    """
+    if is_coroutine_callable(fn):
+        return run_blocking(benchmark(fn, iterations, warmup, concurrency, rounds=rounds, name=name))
+    _check_arguments(iterations, warmup, concurrency, rounds)
+    return _benchmark_plain(fn, iterations, warmup, concurrency, rounds, name)
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to completion from synchronous code, in a worker thread if this thread runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as executor:  # asyncio.run cannot nest in the caller's loop
+        return executor.submit(asyncio.run, coroutine).result()
+
+
+def _check_arguments(iterations: int, warmup: int, concurrency: int, rounds: int) -> None:
     _check.integer("benchmark", "iterations", iterations, ge=1)
     _check.integer("benchmark", "warmup", warmup, ge=0)
     _check.integer("benchmark", "concurrency", concurrency, ge=1)
     _check.integer("benchmark", "rounds", rounds, ge=1)
     if concurrency > iterations:
         raise ConfigError(f"benchmark(concurrency={concurrency!r}): expected at most iterations ({iterations})")
-    import psutil
 
-    process = psutil.Process()
-    overhead = _timer_overhead()
-    process.cpu_percent(None)
-    started = time.perf_counter()
-    if is_coroutine_callable(fn):
-        results = _run_async(cast(Callable[[], Awaitable[object]], fn), iterations, warmup, concurrency, rounds)
-    else:
-        _sync_worker(fn, warmup, [], {})
-        results = [_sync_round(fn, iterations, concurrency) for _ in range(rounds)]
-    cpu = process.cpu_percent(None) if time.perf_counter() - started > 0 else 0.0
-    rss = process.memory_info().rss
-    return _summarise(
-        name or getattr(fn, "__qualname__", repr(fn)), iterations, concurrency, results, overhead, cpu, rss
-    )
+
+def _name(fn: Callable[[], Any], name: str | None) -> str:
+    return name or getattr(fn, "__qualname__", repr(fn))
+
+
+def _benchmark_plain(
+    fn: Callable[[], Any], iterations: int, warmup: int, concurrency: int, rounds: int, name: str | None
+) -> BenchmarkResult:
+    probe = _Probe()
+    _sync_worker(fn, warmup, [], {})
+    results = [_sync_round(fn, iterations, concurrency) for _ in range(rounds)]
+    return probe.result(_name(fn, name), iterations, warmup, concurrency, results)
+
+
+class _Probe:
+    """The process's CPU and memory over a benchmark, and the timer overhead measured just before it."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.overhead = _timer_overhead()
+        self.process.cpu_percent(None)
+        self.started = time.perf_counter()
+
+    def result(
+        self, name: str, iterations: int, warmup: int, concurrency: int, results: list[_Round]
+    ) -> BenchmarkResult:
+        cpu = self.process.cpu_percent(None) if time.perf_counter() - self.started > 0 else 0.0
+        rss = self.process.memory_info().rss
+        summary = _summarise(name, iterations, concurrency, results, self.overhead, cpu, rss)
+        return replace(summary, warmup=warmup, concurrency=concurrency)
 
 
 def _timer_overhead() -> float:
@@ -139,21 +212,6 @@ def _sync_round(fn: Callable[[], Any], iterations: int, concurrency: int) -> _Ro
         for key, n in err.items():
             errors[key] = errors.get(key, 0) + n
     return latencies, wall, errors
-
-
-def _run_async(
-    fn: Callable[[], Awaitable[object]], iterations: int, warmup: int, concurrency: int, rounds: int
-) -> list[_Round]:
-    async def main() -> list[_Round]:
-        await _async_worker(fn, warmup, [], {})
-        return [await _async_round(fn, iterations, concurrency) for _ in range(rounds)]
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    with ThreadPoolExecutor(1) as executor:  # asyncio.run cannot nest in the caller's loop
-        return executor.submit(asyncio.run, main()).result()
 
 
 async def _async_worker(

@@ -9,8 +9,9 @@ from typing import Any
 
 from rfobs import _check
 from rfobs.exceptions import ConfigError
+from rfobs.perf._results import BenchmarkResult, LoadTestResult
 
-__all__ = ["Comparison", "Delta", "compare"]
+__all__ = ["Comparison", "Delta", "compare", "mismatches"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,24 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], threshold: float = 0.1) -> Comparison:
-    """Compare two results' `to_dict()` forms (both benchmarks or both load tests).
+def mismatches(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Why two results' `to_dict()` forms measured different things: their kinds or names differ (empty if not).
+
+    Comparing a benchmark of one function with one of another reports their difference as a regression;
+    `compare` refuses that unless forced.
+    """
+    baseline, current = _document(baseline), _document(current)
+    reasons: list[str] = []
+    for key in ("kind", "name"):
+        if baseline.get(key) != current.get(key):
+            reasons.append(f"{key} {baseline.get(key)!r} vs {current.get(key)!r}")
+    return reasons
+
+
+def compare(
+    baseline: Mapping[str, Any], current: Mapping[str, Any], threshold: float = 0.1, *, force: bool = False
+) -> Comparison:
+    """Compare two results (or their `to_dict()` forms): two runs of the same benchmark or load test.
 
     A regression is mean, p95 or p99 latency up by more than `threshold` (relative), throughput down by more
     than `threshold`, or the error rate up by more than `threshold` relative to the baseline's (and by at least
@@ -63,25 +80,33 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], threshold: 
         baseline: The reference result.
         current: The result to judge.
         threshold: Allowed relative worsening (0.1 is 10%), >= 0.
+        force: Compare results whose names or kinds differ (see `mismatches`) instead of refusing.
 
     Returns:
         The `Comparison`.
 
     Raises:
-        ConfigError: `threshold` is negative or not finite, or the two results are of different kinds.
+        ConfigError: `threshold` is negative or not finite, a result's kind is unknown, or the two results are of
+            different kinds or names and `force` is false.
     """
     _check.number("compare", "threshold", threshold, ge=0, what="a finite number")
-    kind = baseline.get("kind")
-    if kind not in ("benchmark", "load_test") or current.get("kind") != kind:
+    baseline, current = _document(baseline), _document(current)
+    kinds = (baseline.get("kind"), current.get("kind"))
+    if any(kind not in ("benchmark", "load_test") for kind in kinds) or (kinds[0] != kinds[1] and not force):
         raise ConfigError(
             f"compare(): expected two results of the same kind ('benchmark' or 'load_test'), "
-            f"got {kind!r} and {current.get('kind')!r}"
+            f"got {kinds[0]!r} and {kinds[1]!r}"
+        )
+    reasons = mismatches(baseline, current)
+    if reasons and not force:
+        raise ConfigError(
+            f"compare(): expected two runs of the same benchmark, got {'; '.join(reasons)}; "
+            "pass force=True to compare them anyway"
         )
     deltas: list[Delta] = []
     for key in ("mean", "p95", "p99"):
         deltas.append(_delta(f"latency {key} (s)", baseline["latency_s"][key], current["latency_s"][key], threshold))
-    rate_key = "ops_per_s" if kind == "benchmark" else "throughput_rps"
-    before, after = float(baseline[rate_key]), float(current[rate_key])
+    before, after = _rate(baseline), _rate(current)
     deltas.append(_delta("throughput (/s)", before, after, threshold, higher_is_worse=False))
     before_rate, after_rate = _error_rate(baseline), _error_rate(current)
     error_delta = _delta("error rate", before_rate, after_rate, threshold)
@@ -89,6 +114,15 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], threshold: 
         error_delta = Delta(error_delta.metric, before_rate, after_rate, error_delta.change, False)
     deltas.append(error_delta)
     return Comparison(float(threshold), tuple(deltas))
+
+
+def _document(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    # A result object is a Mapping too, but over the seed's report keys; comparing reads the `to_dict()` form.
+    return result.to_dict() if isinstance(result, BenchmarkResult | LoadTestResult) else result
+
+
+def _rate(result: Mapping[str, Any]) -> float:
+    return float(result["ops_per_s"] if result["kind"] == "benchmark" else result["throughput_rps"])
 
 
 def _error_rate(result: Mapping[str, Any]) -> float:

@@ -8,16 +8,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any, Final, cast
+from dataclasses import InitVar, asdict, dataclass, fields
+from typing import Any, Final, TypedDict, Unpack, cast
 
 from rfobs import _check
+from rfobs._version import __version__
 from rfobs.exceptions import ConfigError
 from rfobs.instrument._wrap import is_coroutine_callable
+from rfobs.perf._benchmark import run_blocking
 from rfobs.perf._http import HttpClient, HttpStatusError
 from rfobs.perf._results import HIGHEST_US, LatencyHistogram, LoadTestResult
 
-__all__ = ["LoadTestConfig", "Progress", "load_test", "load_test_async"]
+__all__ = ["LoadTestConfig", "LoadTestSettings", "Progress", "load_test", "load_test_async", "load_test_sync"]
 
 SPAN_NAME: Final = "load_test.request"
 _RESOURCE_INTERVAL: Final = 0.5
@@ -37,6 +39,7 @@ class LoadTestConfig:
         total_requests: Stop after this many requests in all (>= 1).
         duration: Stop starting requests after this many seconds (> 0).
         ramp_up: Seconds over which the users start, evenly spread (>= 0).
+        ramp_up_duration: The seed programme's name for `ramp_up`, accepted when constructing (give one of them).
         think_time: Seconds each user waits between its requests (>= 0).
         timeout: Seconds a request may take before it is abandoned and counted as a timeout (> 0, or None).
         name: The result's name (default: the target's name or URL).
@@ -54,8 +57,17 @@ class LoadTestConfig:
     timeout: float | None = None
     name: str | None = None
     sample_spans: float = 0.0
+    ramp_up_duration: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, ramp_up_duration: float | None) -> None:
+        if ramp_up_duration is not None:
+            if self.ramp_up not in (0.0, ramp_up_duration):
+                raise ConfigError(
+                    f"LoadTestConfig(ramp_up={self.ramp_up!r}, ramp_up_duration={ramp_up_duration!r}): "
+                    "expected one of them (ramp_up_duration is the seed's name for ramp_up)"
+                )
+            _seconds("ramp_up_duration", ramp_up_duration)
+            object.__setattr__(self, "ramp_up", ramp_up_duration)  # frozen: the alias sets the one real field
         if (self.total_requests is None) == (self.duration is None):
             raise ConfigError(
                 f"LoadTestConfig(total_requests={self.total_requests!r}, duration={self.duration!r}): "
@@ -82,6 +94,23 @@ def _seconds(argument: str, value: object, *, positive: bool = False) -> None:
         ge=None if positive else 0,
         what="a finite number of seconds",
     )
+
+
+class LoadTestSettings(TypedDict, total=False):
+    """The `LoadTestConfig` fields, given to `load_test` as keyword arguments instead of a config."""
+
+    concurrent_users: int
+    total_requests: int | None
+    duration: float | None
+    ramp_up: float
+    ramp_up_duration: float | None
+    think_time: float
+    timeout: float | None
+    name: str | None
+    sample_spans: float
+
+
+_SETTING_NAMES: Final = (*(f.name for f in fields(LoadTestConfig)), "ramp_up_duration")
 
 
 @dataclass(frozen=True)
@@ -122,14 +151,20 @@ class _Run:
         self.tracer: Any = None
         self.latencies_for_metric: list[float] | None = None
 
-    def close_second(self, now_second: int) -> None:
-        """Close the current one-second bucket (and any empty ones up to `now_second`)."""
+    def close_second(self, now_second: int, last_span: float = 1.0) -> None:
+        """Close the current one-second bucket (and any empty ones up to `now_second`).
+
+        `last_span` is the length of the bucket closing last: less than a second for the run's final bucket,
+        whose rate is its requests over the time it really covered, not over a whole second.
+        """
         while self.second < now_second:
+            span = last_span if self.second == now_second - 1 else 1.0
             self.series.append(
                 {
                     "second": self.second,
+                    "span_s": span,
                     "requests": self.second_requests,
-                    "rps": float(self.second_requests),
+                    "rps": self.second_requests / span,
                     "p95_s": self.second_histogram.percentile(95),
                     "errors": self.second_errors,
                 }
@@ -206,20 +241,19 @@ async def _user(run: _Run, request: Callable[[], Awaitable[object]], delay: floa
             await asyncio.sleep(think)
 
 
-async def _sample_resources(samples: list[dict[str, Any]], clock: Clock, started: float) -> None:
-    import psutil
+def _resource_sample(process: Any, clock: Clock, started: float) -> dict[str, Any]:
+    return {
+        "second": round(clock() - started, 3),
+        "cpu_percent": process.cpu_percent(None),
+        "rss_bytes": process.memory_info().rss,
+    }
 
-    process = psutil.Process()
+
+async def _sample_resources(samples: list[dict[str, Any]], process: Any, clock: Clock, started: float) -> None:
     process.cpu_percent(None)
     while True:
         await asyncio.sleep(_RESOURCE_INTERVAL)
-        samples.append(
-            {
-                "second": round(clock() - started, 3),
-                "cpu_percent": process.cpu_percent(None),
-                "rss_bytes": process.memory_info().rss,
-            }
-        )
+        samples.append(_resource_sample(process, clock, started))
 
 
 def _requests(target: Target, users: int, executor: ThreadPoolExecutor) -> list[Callable[[], Awaitable[object]]]:
@@ -235,16 +269,71 @@ def _requests(target: Target, users: int, executor: ThreadPoolExecutor) -> list[
     return [in_thread] * users
 
 
-async def load_test_async(
+def _config(config: LoadTestConfig | None, settings: LoadTestSettings) -> LoadTestConfig:
+    """The run's config: the one given, or one built from keyword settings (never both)."""
+    if config is None:
+        _check.options("load_test", settings, _SETTING_NAMES)
+        if "concurrent_users" not in settings:
+            raise ConfigError(
+                f"load_test(): expected a LoadTestConfig or keyword settings with concurrent_users=, got "
+                f"{dict(settings)!r}"
+            )
+        return LoadTestConfig(**settings)
+    if not isinstance(cast(object, config), LoadTestConfig):
+        raise ConfigError(f"load_test(config={config!r}): expected a LoadTestConfig")
+    if settings:
+        raise ConfigError(
+            f"load_test(config=..., {', '.join(f'{k}={v!r}' for k, v in settings.items())}): "
+            "expected a LoadTestConfig or keyword settings, not both"
+        )
+    return config
+
+
+async def load_test(
     fn: Target,
-    config: LoadTestConfig,
+    config: LoadTestConfig | None = None,
     *,
     progress: Callable[[Progress], None] | None = None,
     clock: Clock = time.perf_counter,
+    **settings: Unpack[LoadTestSettings],
 ) -> LoadTestResult:
-    """Run a load test on the running event loop; see `load_test`."""
-    if not isinstance(cast(object, config), LoadTestConfig):
-        raise ConfigError(f"load_test(config={config!r}): expected a LoadTestConfig")
+    """Drive `fn` with `config.concurrent_users` async virtual users and measure what happens.
+
+    A coroutine function, as the seed programme calls it: `await load_test(fn, config)` inside a running event
+    loop, or `asyncio.run(load_test(fn, config))` from plain code; `load_test_sync` is the same run as a plain
+    call. The settings are a `LoadTestConfig` or its fields as keywords:
+    `await load_test(fn, concurrent_users=50, total_requests=1000)`.
+
+    `fn` is a coroutine function (awaited on the event loop: the fastest path, well over 50,000 requests/s for a
+    no-op), a plain function (run in a thread pool with one thread per user, so blocking calls overlap), or an
+    `http://` URL (each user GETs it over its own kept-alive HTTP/1.1 connection; a status >= 400 is an error
+    named `HTTP <status>`). Exceptions are counted by class name, never raised. Latency percentiles come from
+    an HDR histogram (bounded memory at any request count). When `rfobs.init()` has run, the figures are also
+    metrics (`<namespace>.load_test_requests` by outcome, `<namespace>.load_test_request_duration`), and
+    `config.sample_spans` of the requests are traced as `load_test.request` spans.
+
+    Example:
+        >>> async def noop() -> None: ...
+        >>> result = asyncio.run(load_test(noop, concurrent_users=2, total_requests=10))
+        >>> result["total_requests"], result["failed_requests"]
+        (10, 0)
+
+    Args:
+        fn: The target.
+        config: Users, length and pacing of the run (or give its fields as keyword `settings`).
+        progress: Called about once per second of the run with a `Progress` snapshot.
+        clock: The monotonic clock in seconds (injectable for tests).
+        **settings: `LoadTestConfig` fields, when `config` is not given.
+
+    Returns:
+        The `LoadTestResult`: attributes, or keys such as `result["throughput_rps"]`.
+
+    Raises:
+        ConfigError: `fn`, `config` or a setting is invalid, or both `config` and settings are given
+            (a `ValueError`).
+        ImportError: `hdrhistogram` is missing: `pip install 'rfobs[perf]'`.
+    """
+    config = _config(config, settings)
     if not isinstance(fn, str) and not callable(fn):
         raise ConfigError(f"load_test(fn={fn!r}): expected a callable or an http:// URL")
     from rfobs.instrument import _telemetry
@@ -260,13 +349,18 @@ async def load_test_async(
         elif config.sample_spans:
             from opentelemetry import trace
 
-            run.tracer = trace.get_tracer("rfobs")
+            run.tracer = trace.get_tracer("rfobs", __version__)
+        import psutil
+
+        process = psutil.Process()
         resources: list[dict[str, Any]] = []
-        sampler = asyncio.create_task(_sample_resources(resources, clock, run.started))
+        sampler = asyncio.create_task(_sample_resources(resources, process, clock, run.started))
         try:
             async with asyncio.TaskGroup() as group:
                 for index, request in enumerate(requests):
                     group.create_task(_user(run, request, config.ramp_up * index / users))
+            # A closing sample, so even a run shorter than the sampling interval shows its memory.
+            resources.append(_resource_sample(process, clock, run.started))
         finally:
             sampler.cancel()
             for request in requests:
@@ -275,7 +369,7 @@ async def load_test_async(
                     await owner.close()
     duration = max(clock() - run.started, 1e-9)
     if run.second_requests:
-        run.close_second(run.second + 1)
+        run.close_second(run.second + 1, last_span=min(max(duration - run.second, 1e-9), 1.0))
     name = config.name or (fn if isinstance(fn, str) else getattr(fn, "__qualname__", repr(fn)))
     result = LoadTestResult(
         name=name,
@@ -300,7 +394,7 @@ def _report_metrics(meter_provider: Any, result: LoadTestResult, latencies: list
     from rfobs.instrument._telemetry import DURATION_BUCKETS
 
     ns = _state.current().namespace
-    meter = meter_provider.get_meter("rfobs.perf")
+    meter = meter_provider.get_meter("rfobs.perf", __version__)
     counter = meter.create_counter(f"{ns}.load_test_requests", unit="1", description="Load-test requests by outcome.")
     histogram = meter.create_histogram(
         f"{ns}.load_test_request_duration",
@@ -317,36 +411,29 @@ def _report_metrics(meter_provider: Any, result: LoadTestResult, latencies: list
         histogram.record(seconds, attributes)
 
 
-def load_test(
+def load_test_sync(
     fn: Target,
-    config: LoadTestConfig,
+    config: LoadTestConfig | None = None,
     *,
     progress: Callable[[Progress], None] | None = None,
     clock: Clock = time.perf_counter,
+    **settings: Unpack[LoadTestSettings],
 ) -> LoadTestResult:
-    """Drive `fn` with `config.concurrent_users` async virtual users and measure what happens.
+    """`load_test` as a plain call, for synchronous code: the same arguments, run and result.
 
-    `fn` is a coroutine function (awaited on the event loop: the fastest path, well over 50,000 requests/s for a
-    no-op), a plain function (run in a thread pool with one thread per user, so blocking calls overlap), or an
-    `http://` URL (each user GETs it over its own kept-alive HTTP/1.1 connection; a status >= 400 is an error
-    named `HTTP <status>`). Exceptions are counted by class name, never raised. Latency percentiles come from
-    an HDR histogram (bounded memory at any request count). When `rfobs.init()` has run, the figures are also
-    metrics (`<namespace>.load_test_requests` by outcome, `<namespace>.load_test_request_duration`), and
-    `config.sample_spans` of the requests are traced as `load_test.request` spans.
+    The run gets an event loop of its own (in a worker thread when this thread already runs one); inside a
+    running loop prefer `await load_test(...)`.
 
-    Call it from synchronous code; inside an event loop await `load_test_async` instead.
-
-    Args:
-        fn: The target.
-        config: Users, length and pacing of the run.
-        progress: Called about once per second of the run with a `Progress` snapshot.
-        clock: The monotonic clock in seconds (injectable for tests).
-
-    Returns:
-        The `LoadTestResult`.
+    Example:
+        >>> load_test_sync(lambda: None, concurrent_users=2, total_requests=10)["total_requests"]
+        10
 
     Raises:
-        ConfigError: `fn` or `config` is invalid (a `ValueError`).
+        ConfigError: `fn`, `config` or a setting is invalid (a `ValueError`).
         ImportError: `hdrhistogram` is missing: `pip install 'rfobs[perf]'`.
     """
-    return asyncio.run(load_test_async(fn, config, progress=progress, clock=clock))
+    return run_blocking(load_test(fn, config, progress=progress, clock=clock, **settings))
+
+
+load_test_async = load_test
+"""The name `load_test` had when it was synchronous; the same coroutine function."""

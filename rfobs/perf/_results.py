@@ -7,10 +7,11 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, ClassVar, Final, Protocol, cast
 
 __all__ = ["BenchmarkResult", "LatencyHistogram", "LoadTestResult", "save_as_baseline"]
 
@@ -97,12 +98,62 @@ class LatencyHistogram:
         }
 
 
+class _Figures(Mapping[str, Any]):
+    """A result read by key, as the seed programme reads it (`result["throughput_rps"]`).
+
+    The keys are a fixed, read-only set; each figure is also reachable as an attribute or through `to_dict()`.
+    """
+
+    __slots__ = ()
+    _KEYS: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def _figures(self) -> dict[str, Any]: ...
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._KEYS:
+            raise KeyError(f"{type(self).__name__} has no figure {key!r}; allowed: {', '.join(self._KEYS)}")
+        return self._figures()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+
 @dataclass(frozen=True)
-class BenchmarkResult:
+class BenchmarkResult(_Figures):
     """What `benchmark` measured: the median over rounds of each figure. Latencies are in seconds.
 
     `errors_by_type` counts the exceptions the function raised, by class name; they were not re-raised.
+
+    Also a read-only mapping (`result["operations_per_second"]`) over `name`, `iterations`, `rounds`, `warmup`,
+    `concurrency`, `operations_per_second`, `avg_time`, `stdev_time`, `p50_time`, `p90_time`, `p95_time`,
+    `p99_time`, `max_time` (seconds), `errors`, `errors_by_type`, `cpu_percent`, `rss_bytes` and
+    `timer_overhead`; an unknown key raises `KeyError` naming the allowed ones.
     """
+
+    _KEYS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "iterations",
+        "rounds",
+        "warmup",
+        "concurrency",
+        "operations_per_second",
+        "avg_time",
+        "stdev_time",
+        "p50_time",
+        "p90_time",
+        "p95_time",
+        "p99_time",
+        "max_time",
+        "errors",
+        "errors_by_type",
+        "cpu_percent",
+        "rss_bytes",
+        "timer_overhead",
+    )
 
     name: str
     iterations: int
@@ -114,6 +165,31 @@ class BenchmarkResult:
     rss_bytes: int = 0
     rounds: int = 1
     timer_overhead_s: float = 0.0
+    warmup: int = 0
+    concurrency: int = 1
+
+    @property
+    def operations_per_second(self) -> float:
+        """Calls per second (the seed programme's name for `ops_per_s`)."""
+        return self.ops_per_s
+
+    def _figures(self) -> dict[str, Any]:
+        latency = self.latency_s
+        return {
+            "name": self.name,
+            "iterations": self.iterations,
+            "rounds": self.rounds,
+            "warmup": self.warmup,
+            "concurrency": self.concurrency,
+            "operations_per_second": self.ops_per_s,
+            "avg_time": latency.get("mean", 0.0),
+            **{f"{key}_time": latency.get(key, 0.0) for key in ("stdev", "p50", "p90", "p95", "p99", "max")},
+            "errors": self.errors,
+            "errors_by_type": dict(self.errors_by_type),
+            "cpu_percent": self.cpu_percent,
+            "rss_bytes": self.rss_bytes,
+            "timer_overhead": self.timer_overhead_s,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`kind` is "benchmark")."""
@@ -131,7 +207,8 @@ class BenchmarkResult:
     def text(self) -> str:
         """An aligned table of the figures."""
         rows = [
-            ("iterations", f"{self.iterations:,} x {self.rounds} rounds"),
+            ("iterations", f"{self.iterations:,} x {self.rounds} rounds (warmup {self.warmup:,})"),
+            ("concurrency", str(self.concurrency)),
             ("ops/s", f"{self.ops_per_s:,.0f}"),
             *((key, _duration(value)) for key, value in self.latency_s.items()),
             ("errors", _errors(self.errors, self.errors_by_type)),
@@ -143,8 +220,38 @@ class BenchmarkResult:
 
 
 @dataclass(frozen=True)
-class LoadTestResult:
-    """What `load_test` measured. Latencies are in seconds; `series` has one entry per second of the run."""
+class LoadTestResult(_Figures):
+    """What `load_test` measured. Latencies are in seconds; `series` has one entry per second of the run.
+
+    Each `series` entry holds `second` (the bucket's start), `span_s` (its length: 1.0, less for the last one),
+    `requests`, `rps` (requests over `span_s`), `p95_s` and `errors`.
+
+    Also a read-only mapping, the seed programme's "detailed performance report" (`result["throughput_rps"]`):
+    `name`, `concurrent_users`, `total_requests`, `successful_requests`, `failed_requests`, `timeouts`,
+    `error_rate`, `duration`, `throughput_rps`, `avg_response_time`, `min_response_time`, `max_response_time`,
+    `p50_response_time`, `p90_response_time`, `p95_response_time`, `p99_response_time` (seconds) and
+    `requests_by_error_type`; an unknown key raises `KeyError` naming the allowed ones.
+    """
+
+    _KEYS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "concurrent_users",
+        "total_requests",
+        "successful_requests",
+        "failed_requests",
+        "timeouts",
+        "error_rate",
+        "duration",
+        "throughput_rps",
+        "avg_response_time",
+        "min_response_time",
+        "max_response_time",
+        "p50_response_time",
+        "p90_response_time",
+        "p95_response_time",
+        "p99_response_time",
+        "requests_by_error_type",
+    )
 
     name: str
     config: Mapping[str, Any]
@@ -166,6 +273,23 @@ class LoadTestResult:
     def throughput_rps(self) -> float:
         """Requests completed per second of the run."""
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    def _figures(self) -> dict[str, Any]:
+        latency = self.latency_s
+        return {
+            "name": self.name,
+            "concurrent_users": self.config.get("concurrent_users"),
+            "total_requests": self.requests,
+            "successful_requests": self.requests - self.errors,
+            "failed_requests": self.errors,
+            "timeouts": self.timeouts,
+            "error_rate": self.error_rate,
+            "duration": self.duration_s,
+            "throughput_rps": self.throughput_rps,
+            "avg_response_time": latency.get("mean", 0.0),
+            **{f"{key}_response_time": latency.get(key, 0.0) for key in ("min", "max", "p50", "p90", "p95", "p99")},
+            "requests_by_error_type": dict(self.errors_by_type),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`kind` is "load_test")."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -42,6 +43,13 @@ def add_bench_commands(subparsers: Any) -> None:
     load.add_argument("--ramp-up", type=float, default=0.0, help="seconds over which users start (default 0)")
     load.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
     load.add_argument("--timeout", type=float, default=None, help="per-request timeout in seconds")
+    load.add_argument(
+        "--max-error-rate",
+        type=_fraction,
+        default=0.01,
+        metavar="FRACTION",
+        help="exit 1 when more than this fraction of requests fail (0 to 1, default 0.01)",
+    )
     _outputs(load)
     load.set_defaults(run=_load)
 
@@ -49,6 +57,9 @@ def add_bench_commands(subparsers: Any) -> None:
     comparing.add_argument("baseline", metavar="a.json")
     comparing.add_argument("current", metavar="b.json")
     comparing.add_argument("--threshold", type=float, default=0.1, help="allowed relative worsening (default 0.1)")
+    comparing.add_argument(
+        "--force", action="store_true", help="compare results of different benchmarks (names or kinds) anyway"
+    )
     comparing.set_defaults(run=_compare)
 
 
@@ -61,6 +72,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1 (0.01 is 1%), got {text!r}")
     return value
 
 
@@ -77,10 +98,10 @@ def _resolve(target: str) -> Callable[[], Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rfobs.perf._benchmark import benchmark
+    from rfobs.perf._benchmark import benchmark_sync
     from rfobs.perf._results import save_as_baseline
 
-    result = benchmark(
+    result = benchmark_sync(
         _resolve(args.target), args.iterations, args.warmup, args.concurrency, rounds=args.rounds, name=args.target
     )
     print(result.text())
@@ -91,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from rfobs.perf._loadtest import LoadTestConfig, load_test
+    from rfobs.perf._loadtest import LoadTestConfig, load_test_sync
 
     config = LoadTestConfig(
         args.users,
@@ -104,10 +125,20 @@ def _load(args: argparse.Namespace) -> int:
     )
     target: Any = args.target if args.target.startswith("http://") else _resolve(args.target)
     display = _Display(sys.stderr)
-    result = load_test(target, config, progress=display.update)
+    result = load_test_sync(target, config, progress=display.update)
     display.finish()
     print(result.text())
-    return _write(result.to_dict(), args)
+    code = _write(result.to_dict(), args)
+    if result.error_rate > args.max_error_rate:
+        ranked = sorted(result.errors_by_type.items(), key=lambda item: (-item[1], item[0]))
+        main = ", ".join(f"{name}: {n:,}" for name, n in ranked[:3])
+        print(
+            f"rfobs bench load: error rate {result.error_rate:.2%} ({result.errors:,} of {result.requests:,} "
+            f"requests) exceeds --max-error-rate {args.max_error_rate:.2%}; main errors: {main}",
+            file=sys.stderr,
+        )
+        return code or 1
+    return code
 
 
 def _write(document: dict[str, Any], args: argparse.Namespace) -> int:
@@ -124,10 +155,20 @@ def _write(document: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rfobs.perf._compare import compare
+    from rfobs.perf._compare import compare, mismatches
 
     documents = [json.loads(Path(name).read_text(encoding="utf-8")) for name in (args.baseline, args.current)]
-    comparison = compare(documents[0], documents[1], args.threshold)
+    reasons = "; ".join(mismatches(documents[0], documents[1]))
+    if reasons and not args.force:
+        print(
+            f"rfobs bench compare: {args.baseline} and {args.current} are results of different benchmarks "
+            f"({reasons}); pass --force to compare them anyway",
+            file=sys.stderr,
+        )
+        return 2
+    if reasons:
+        print(f"rfobs bench compare: warning: comparing different benchmarks ({reasons})", file=sys.stderr)
+    comparison = compare(documents[0], documents[1], args.threshold, force=args.force)
     print(comparison.text())
     return 1 if comparison.regressed else 0
 

@@ -145,7 +145,8 @@ async def test_no_baseline_file_yet_is_healthy(tmp_path: Path) -> None:
     result = await PerformanceCheck(str(tmp_path / "baseline.json"), Baseline()).run()
     assert result.status is Status.HEALTHY
     assert (
-        result.message == f"no baseline at {tmp_path / 'baseline.json'} yet; save one with `rfobs health baseline save`"
+        result.message
+        == f"no baseline at {tmp_path / 'baseline.json'} yet; save one with `rfobs health baseline save --from-traces`"
     )
 
 
@@ -180,9 +181,20 @@ async def test_operations_with_too_few_samples_are_not_compared(tmp_path: Path) 
     result = await PerformanceCheck(path, recent).run()
     assert (result.status, result.message) == (
         Status.HEALTHY,
-        "no operation has 20 samples both recently and in the baseline",
+        "nothing to compare: no operation has 20 samples both recently and in the baseline",
     )
     assert result.values["operations_compared"] == 0
+
+
+async def test_nothing_timed_in_this_process_yet_is_said_plainly(tmp_path: Path) -> None:
+    before = Baseline()
+    record(before, "plan", [0.01] * 30)
+    before.save(tmp_path / "baseline.json")
+    result = await PerformanceCheck(tmp_path / "baseline.json", Baseline()).run()
+    assert (result.status, result.message) == (
+        Status.HEALTHY,
+        "nothing to compare: no operation has been timed in this process yet",
+    )
 
 
 async def test_a_new_baseline_file_is_read_again(tmp_path: Path) -> None:
@@ -229,6 +241,20 @@ BAD_ARGUMENTS: list[tuple[Callable[[], object], str]] = [
         "PerformanceCheck(min_samples=0): expected an integer >= 1",
     ),
     (lambda: PerformanceCheck("", Baseline()), f"PerformanceCheck(baseline_path=''): {PATH}"),
+    (
+        lambda: PerformanceCheck("b.json"),
+        "PerformanceCheck: got neither of recent and trace_file; expected exactly one: recent=default_recent() "
+        "for this process's own timings, or trace_file='.rfobs/traces.jsonl' for an agent's trace file",
+    ),
+    (
+        lambda: PerformanceCheck("b.json", Baseline(), trace_file="t.jsonl"),
+        "PerformanceCheck: got both of recent and trace_file; expected exactly one: recent=default_recent() "
+        "for this process's own timings, or trace_file='.rfobs/traces.jsonl' for an agent's trace file",
+    ),
+    (
+        lambda: PerformanceCheck("b.json", trace_file="t.jsonl", trace_window=0),
+        "PerformanceCheck(trace_window=0): expected a number > 0",
+    ),
 ]
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import http.server
 import math
 import os
@@ -30,6 +31,7 @@ from rfobs.health.checks import (
     MemoryCheck,
     ProcessCheck,
 )
+from rfobs.testing import Capture
 
 NUMBER = r"\d+(?:\.\d+)?"
 SIZE = rf"{NUMBER} (?:B|KiB|MiB|GiB|TiB)"
@@ -94,7 +96,7 @@ async def test_disk_verdicts_at_limits_0_and_100(tmp_path: Path) -> None:
     assert re.fullmatch(rf"above 0%: {re.escape(path)} \({NUMBER}%, {SIZE} free\)", low.message)
     assert high.status is Status.HEALTHY
     assert re.fullmatch(rf"disk use {re.escape(path)} {NUMBER}% \(limit 100%\)", high.message)
-    assert set(high.values) == {f"{path}.percent", f"{path}.free_bytes"}
+    assert set(high.values) == {"disk_percent", "free_bytes"}
 
 
 async def test_disk_with_a_missing_path_is_unhealthy_and_still_measures_the_others(tmp_path: Path) -> None:
@@ -102,7 +104,28 @@ async def test_disk_with_a_missing_path_is_unhealthy_and_still_measures_the_othe
     result = await DiskCheck([".", missing], 100).run()
     assert result.status is Status.UNHEALTHY
     assert result.message == f"missing: {missing}"
-    assert set(result.values) == {"..percent", "..free_bytes"}
+    assert set(result.values) == {f"{tmp_path}:disk_percent", f"{tmp_path}:free_bytes"}  # "." made absolute
+
+
+async def test_disk_values_are_readable_metric_labels(tmp_path: Path, capture: Capture) -> None:
+    gc.collect()  # checkers of earlier tests must not report in the gauges
+    checker = HealthChecker()
+    checker.register(DiskCheck())  # the default path, "."
+    result = await checker.check("disk")
+    assert re.fullmatch(rf"disk use {re.escape(str(tmp_path))} {NUMBER}% \(limit 90%\)", result.message)
+    assert [p["attributes"] for p in capture.metric("researchflow_agents.health_check_value")] == [
+        {"check": "disk", "measure": "disk_percent"},
+        {"check": "disk", "measure": "free_bytes"},
+    ]
+    checker.unregister("disk")
+    checker.register(DiskCheck([".", "/"]))
+    await checker.check("disk")
+    assert [p["attributes"] for p in capture.metric("researchflow_agents.health_check_value")] == [
+        {"check": "disk", "measure": f"{tmp_path}:disk_percent"},
+        {"check": "disk", "measure": f"{tmp_path}:free_bytes"},
+        {"check": "disk", "measure": "/:disk_percent"},
+        {"check": "disk", "measure": "/:free_bytes"},
+    ]
 
 
 def open_files(folder: Path, count: int) -> list[IO[str]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,116 @@ def test_baseline_save_refuses_bad_sources(
     assert main(["health", "baseline", "save", *arguments]) == 1
     assert capsys.readouterr().err.startswith(message)
     assert not Path(".rfobs/baseline.json").exists()
+
+
+# -- what `rfobs health` finds, and the performance check over the agent's trace file ------------------------------
+
+MINUTE_NS = 60 * 10**9
+
+
+def write_spans(path: Path, spans: list[tuple[str, float, int]]) -> None:
+    """Append spans `(name, seconds, ended_ns_ago)` to the trace file at `path`, as the agent's exporter does."""
+    provider = make_provider(path)
+    tracer = provider.get_tracer("tests")
+    now = time.time_ns()
+    for name, seconds, ago in spans:
+        end = now - ago
+        tracer.start_span(name, start_time=end - round(seconds * 1e9)).end(end_time=end)
+    provider.shutdown()
+
+
+def performance_message(capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["health", "--json", "--check", "performance"]) == 0
+    (check,) = json.loads(capsys.readouterr().out)["checks"]
+    return check["message"]
+
+
+def test_the_baseline_hint_works_as_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings()
+    assert performance_message(capsys) == (
+        "no baseline at .rfobs/baseline.json yet, and no trace file at .rfobs/traces.jsonl to save one from "
+        "with `rfobs health baseline save --from-traces`"
+    )
+    write_spans(tmp_path / ".rfobs" / "traces.jsonl", [("researcher.plan", 0.25, MINUTE_NS)] * 3)
+    message = performance_message(capsys)
+    assert (
+        message == "no baseline at .rfobs/baseline.json yet; save one with `rfobs health baseline save --from-traces`"
+    )
+    printed = shlex.split(message.split("`")[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # where `rfobs` is installed
+    saved = subprocess.run(printed, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (saved.returncode, saved.stderr) == (0, "")
+    assert saved.stdout.endswith("saved the baseline of 1 operations to .rfobs/baseline.json\n")
+    assert Baseline.load(".rfobs/baseline.json").snapshot() == {
+        "researcher.plan": {"p50": 0.25, "p95": 0.25, "count": 3}
+    }
+
+
+def test_baseline_save_reads_the_trace_file_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_spans(tmp_path / ".rfobs" / "traces.jsonl", [("arxiv.search", 0.5, MINUTE_NS)])
+    assert main(["health", "baseline", "save"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "saved the baseline of 1 operations to .rfobs/baseline.json"
+
+
+def test_a_slowed_down_agent_shows_degraded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings()
+    Path("timings.json").write_text(json.dumps({"researcher.plan": [0.1] * 30}), encoding="utf-8")
+    assert main(["health", "baseline", "save", "--from", "timings.json"]) == 0
+    traces = tmp_path / ".rfobs" / "traces.jsonl"
+    # Fast spans older than the 15 minutes read (health.recent_minutes), then slow ones in the last minutes.
+    write_spans(traces, [("researcher.plan", 0.1, 20 * MINUTE_NS)] * 40 + [("researcher.plan", 0.5, MINUTE_NS)] * 25)
+    capsys.readouterr()
+    assert main(["health", "--check", "performance", "--strict"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split(maxsplit=4)[:3] == ["performance", "degraded", "no"]
+    assert lines[1].endswith("slower than 1.5x the baseline p95: researcher.plan p95 0.500s vs 0.100s (5.0x)")
+    assert main(["health", "--strict"]) == 2
+    assert main(["health"]) == 0
+    assert "overall: degraded (ready: yes; 5 checks in " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("spans", "message"),
+    [
+        (None, "nothing to compare: no trace file at .rfobs/traces.jsonl"),
+        (
+            [("researcher.plan", 0.5, 20 * MINUTE_NS)],
+            "nothing to compare: no span in .rfobs/traces.jsonl ended in the last 15 min",
+        ),
+        (
+            [("researcher.plan", 0.5, MINUTE_NS)] * 5,
+            "nothing to compare: no operation has 20 samples both in the last 15 min and in the baseline",
+        ),
+    ],
+)
+def test_nothing_to_compare_is_said_plainly(
+    tmp_path: Path, spans: list[tuple[str, float, int]] | None, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings()
+    Path("timings.json").write_text(json.dumps({"researcher.plan": [0.1] * 30}), encoding="utf-8")
+    assert main(["health", "baseline", "save", "--from", "timings.json"]) == 0
+    if spans is not None:
+        write_spans(tmp_path / ".rfobs" / "traces.jsonl", spans)
+    capsys.readouterr()
+    assert performance_message(capsys) == message
+
+
+def test_the_table_says_what_was_not_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings()
+    Path("logs").mkdir()
+    assert main(["health"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:7]] == [
+        "cpu",
+        "memory",
+        "disk",
+        "process",
+        "log_rotation",
+        "performance",
+    ]
+    assert lines[7].startswith("overall: healthy (ready: yes; 6 checks in ")
+    assert lines[8:] == [
+        f"not checked: git (no git work tree at {tmp_path} or above; set health.git_path)",
+        f"not checked: env_files (no {tmp_path / '.env'}; set health.env_files)",
+    ]

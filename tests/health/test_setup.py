@@ -293,9 +293,11 @@ def test_startup_validation_runs_only_the_critical_checks(listener: int) -> None
         '[default.health]\ncritical_dependencies = ["db"]\n',
         encoding="utf-8",
     )
-    report = validate_startup_environment()
-    assert [(r.name, r.status, r.critical) for r in report.checks] == [("db", Status.HEALTHY, True)]
-    assert report.status is Status.HEALTHY
+    result = validate_startup_environment()
+    assert (bool(result), result.ok, result.problems) == (True, True, ())
+    assert result.report is not None
+    assert [(r.name, r.status, r.critical) for r in result.report.checks] == [("db", Status.HEALTHY, True)]
+    assert result.report.status is Status.HEALTHY
 
 
 def test_startup_validation_lists_every_failing_critical_check() -> None:
@@ -309,7 +311,7 @@ def test_startup_validation_lists_every_failing_critical_check() -> None:
         encoding="utf-8",
     )
     with pytest.raises(RfobsError) as caught:
-        validate_startup_environment()
+        validate_startup_environment(raise_on_failure=True)
     message = str(caught.value)
     assert message.startswith("2 critical health checks failed at start-up:\n  - env_files: ")
     assert "\n  - db: tcp://app:***@127.0.0.1:" in message
@@ -320,7 +322,7 @@ def test_startup_validation_lists_every_failing_critical_check() -> None:
 def test_startup_validation_reports_every_settings_problem() -> None:
     Path("settings.toml").write_text('[default.health]\nport = "x"\ncheck_timeout = -1\n', encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        validate_startup_environment()
+        validate_startup_environment(raise_on_failure=True)
     assert [p.key for p in caught.value.problems] == ["health.port", "health.check_timeout"]
 
 
@@ -329,8 +331,8 @@ async def test_startup_validation_works_inside_an_event_loop(listener: int) -> N
         "settings.toml",
         f'[default.health]\ncritical_dependencies = ["db"]\n[default.health.dependencies]\ndb = "tcp://127.0.0.1:{listener}"\n',
     )
-    report = validate_startup_environment()
-    assert [r.name for r in report.checks] == ["db"]
+    result = validate_startup_environment()
+    assert result.report is not None and [r.name for r in result.report.checks] == ["db"]
     await asyncio.sleep(0)
 
 
@@ -342,7 +344,7 @@ def test_startup_validation_uses_the_active_handle(listener: int) -> None:
     )
     try:
         with pytest.raises(RfobsError, match=r"1 critical health check failed at start-up:\n  - db: "):
-            validate_startup_environment()
+            validate_startup_environment(raise_on_failure=True)
         assert telemetry.health is not None
         assert [(r.name, r.status) for r in telemetry.health.last_results()] == [("db", Status.UNHEALTHY)]
     finally:

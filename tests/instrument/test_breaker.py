@@ -453,3 +453,24 @@ def bad(**options: Any) -> Callable[[], object]:
 def test_bad_arguments_fail_at_construction(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_a_half_open_breaker_refusal_says_half_open_and_an_open_one_says_open() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("probe", failure_threshold=1, reset_timeout=10, half_open_max_calls=1, clock=clock)
+    with pytest.raises(ConnectionError), breaker:
+        raise ConnectionError
+    with pytest.raises(CircuitOpen) as refused_open, breaker:
+        raise AssertionError("never runs")
+    assert str(refused_open.value) == "circuit breaker 'probe' is open; next probe in 10s"
+    assert refused_open.value.state == "open"
+    clock.advance(10)
+    with breaker, pytest.raises(CircuitOpen) as refused_half_open, breaker:  # the outer one holds the probe slot
+        raise AssertionError("never runs")
+    assert str(refused_half_open.value) == (
+        "circuit breaker 'probe' is half-open (probe in progress): the call was refused while its probe call "
+        "decides whether to close"
+    )
+    assert (refused_half_open.value.breaker, refused_half_open.value.retry_after) == ("probe", 0)
+    assert refused_half_open.value.state == "half_open"
+    assert breaker.state == "closed"

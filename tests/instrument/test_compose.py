@@ -76,7 +76,7 @@ def test_hand_stacked_decorators_and_an_open_breaker_is_not_retried(capture: Cap
         lookup()
     (span,) = capture.spans()
     assert span["status"]["code"] == "ERROR"
-    assert span["attributes"]["error.type"] == "CircuitOpen"
+    assert span["attributes"]["error.type"] == "rfobs.exceptions.CircuitOpen"
     event_names = [e["name"] for e in span["events"]]
     # Two real failures open the breaker; the third attempt is refused fast and not retried.
     assert event_names.count("retry") == 2

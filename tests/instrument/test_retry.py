@@ -633,7 +633,8 @@ def test_each_retry_is_an_event_on_the_enclosing_span(capture: Capture) -> None:
              {"name": "retry", "attributes": {"rfobs.retry.operation": "arxiv.search", "rfobs.retry.attempt": 1,
                                               "rfobs.retry.delay_s": 0.5, "exception.type": "ConnectionResetError"}},
              {"name": "retry", "attributes": {"rfobs.retry.operation": "arxiv.search", "rfobs.retry.attempt": 2,
-                                              "rfobs.retry.delay_s": 1.0, "exception.type": "HTTPError"}},
+                                              "rfobs.retry.delay_s": 1.0,
+                                              "exception.type": "tests.instrument.test_retry.HTTPError"}},
          ]},
     ]  # fmt: skip
     assert capture.metric(METRIC) == [
@@ -714,7 +715,7 @@ def test_composes_with_task_into_one_span(capture: Capture) -> None:
     ]
 
 
-def test_the_operation_defaults_to_the_qualified_name(capture: Capture) -> None:
+def test_the_operation_defaults_to_the_qualified_name_inside_its_enclosing_function(capture: Capture) -> None:
     @retry(jitter="none", clock=RecordingClock())
     def fetch() -> str:
         return "ok"
@@ -723,7 +724,7 @@ def test_the_operation_defaults_to_the_qualified_name(capture: Capture) -> None:
     assert capture.metric(METRIC) == [
         {
             "attributes": {
-                "operation": "test_the_operation_defaults_to_the_qualified_name.<locals>.fetch",
+                "operation": "fetch",
                 "outcome": "success",
             },
             "value": 1,
@@ -834,3 +835,25 @@ def test_bad_backoff_arguments_and_misuse_fail_early() -> None:
     policy = RetryPolicy()
     with pytest.raises(ConfigError, match="a RetryPolicy is a decorator itself"):
         retry(policy)
+
+
+class BackendDropped(ConnectionError):
+    """A user exception outside builtins: its qualified name is module + class."""
+
+
+def test_retry_events_exception_events_and_error_type_name_an_exception_alike(capture: Capture) -> None:
+    clock = RecordingClock()
+
+    @rfobs.task("researcher", "fetch")
+    @retry(max_attempts=2, base_delay=0.5, jitter="none", name="fetch", clock=clock)
+    def fetch() -> None:
+        raise BackendDropped("dropped")
+
+    with pytest.raises(BackendDropped):
+        fetch()
+    (span,) = capture.spans()
+    retry_event, exception_event = span["events"]
+    qualified = "tests.instrument.test_retry.BackendDropped"
+    assert retry_event["attributes"]["exception.type"] == qualified
+    assert exception_event["name"] == "exception" and exception_event["attributes"]["exception.type"] == qualified
+    assert span["attributes"]["error.type"] == qualified

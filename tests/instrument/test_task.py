@@ -41,7 +41,7 @@ def search(query: str) -> str:
 
 def test_nested_task_and_api_calls_form_one_tree(capture: Capture) -> None:
     assert plan("rag") == ["RAG", "RAG SURVEY"]
-    api_attrs = {"rfobs.api.service": "arxiv", "rfobs.api.endpoint": "search"}
+    api_attrs = {"openinference.span.kind": "TOOL", "rfobs.api.service": "arxiv", "rfobs.api.endpoint": "search"}
     assert capture.spans() == [
         {"name": "arxiv.search", "trace_id": 1, "span_id": 2, "parent_id": 1, "kind": "CLIENT", "status": OK,
          "attributes": api_attrs, "events": []},
@@ -263,6 +263,33 @@ def test_tool_carries_the_genai_tool_attributes(capture: Capture) -> None:
     }
 
 
+def test_tool_without_an_agent_is_an_execute_tool_span_with_an_empty_agent_label(capture: Capture) -> None:
+    @rfobs.tool("web_search")
+    def web_search() -> None:
+        pass
+
+    @rfobs.tool("web_search", agent="researcher")
+    def owned_search() -> None:
+        pass
+
+    web_search()
+    owned_search()
+    bare, owned = capture.spans()
+    assert (bare["name"], bare["kind"]) == ("execute_tool web_search", "INTERNAL")
+    assert bare["attributes"] == {
+        "gen_ai.operation.name": "execute_tool",
+        "openinference.span.kind": "TOOL",
+        "rfobs.task": "web_search",
+        "gen_ai.tool.name": "web_search",
+    }
+    assert owned["name"] == "researcher.web_search"
+    # One label set for every series of agent_tasks_total: {agent, task, status}.
+    assert task_points(capture) == [
+        {"attributes": {"agent": "", "task": "web_search", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "web_search", "status": "success"}, "value": 1},
+    ]
+
+
 def test_seed_compatible_names(capture: Capture) -> None:
     @rfobs.track_agent_task("researcher", "legacy")
     def legacy() -> int:
@@ -283,6 +310,7 @@ def test_seed_compatible_names(capture: Capture) -> None:
         (lambda: rfobs.task("a", "  "), r"@task\(name='  '\)"),
         (lambda: rfobs.api_call(42), r"@api_call\(service=42\)"),  # type: ignore[arg-type]
         (lambda: rfobs.tool(""), r"@tool\(name=''\)"),
+        (lambda: rfobs.tool("web_search", agent=" "), r"@tool\(agent=' '\)"),
     ],
 )
 def test_bad_decorator_arguments_fail_at_decoration(make: Any, message: str) -> None:

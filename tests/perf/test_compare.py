@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from rfobs.exceptions import ConfigError
-from rfobs.perf._compare import compare
+from rfobs.perf._compare import compare, mismatches
 
 LOAD: dict[str, Any] = {
     "kind": "load_test",
@@ -61,3 +61,20 @@ def test_bad_threshold_or_mixed_kinds_raise() -> None:
         compare(LOAD, LOAD, threshold=-0.1)
     with pytest.raises(ConfigError, match="same kind"):
         compare(LOAD, {"kind": "benchmark"})
+
+
+def test_results_of_different_benchmarks_are_refused_unless_forced() -> None:
+    other = {**copy.deepcopy(LOAD), "name": "other", "throughput_rps": 5.0}
+
+    with pytest.raises(ConfigError, match=r"compare\(\): expected two runs of the same benchmark, got name 'api' "
+                       r"vs 'other'; pass force=True to compare them anyway"):  # fmt: skip
+        compare(LOAD, other)
+    assert mismatches(LOAD, other) == ["name 'api' vs 'other'"]
+    assert [delta.metric for delta in compare(LOAD, other, force=True).deltas if delta.regressed] == ["throughput (/s)"]
+
+
+def test_result_objects_compare_like_their_dicts() -> None:
+    from rfobs.perf._results import LoadTestResult
+
+    result = LoadTestResult.from_dict({**LOAD, "config": {}, "errors_by_type": {}, "timeouts": 0, "duration_s": 2.0})
+    assert compare(result, result.to_dict()).deltas == compare(result.to_dict(), result.to_dict()).deltas

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.patches import Rectangle
 
 from rfobs import ConfigError
-from rfobs.perf._html import render_html
+from rfobs.perf._html import chart_figures, render_html
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO_ROOT / "test-artifacts" / "perf-report.png"
@@ -53,6 +55,10 @@ def benchmark_report() -> dict[str, Any]:
         "errors": 0,
         "cpu_percent": 99.5,
         "rss_bytes": 80 * 2**20,
+        "rounds": 5,
+        "timer_overhead_s": 4.2e-8,
+        "warmup": 100,
+        "concurrency": 4,
     }
 
 
@@ -68,7 +74,7 @@ def test_load_test_report_has_title_summary_and_one_inline_svg_per_chart() -> No
     assert page.startswith("<!DOCTYPE html>\n")
     assert "<title>rfobs load test: checkout &lt;agent&gt; &amp; co</title>" in page
     assert re.findall(r"<h2>(.*?)</h2>", page) == [
-        "Configuration",
+        "Settings",
         "Errors by type",
         "Latency p95 per second",
         "Throughput per second",
@@ -96,7 +102,7 @@ def test_rendering_the_same_report_twice_gives_the_same_page() -> None:
     assert render_html(load_test_report()) == render_html(load_test_report())
 
 
-def test_benchmark_report_has_a_latency_bar_chart_only() -> None:
+def test_benchmark_report_has_a_latency_percentile_chart_only() -> None:
     page = render_html(benchmark_report())
 
     assert "<title>rfobs benchmark: tool_call</title>" in page
@@ -194,3 +200,145 @@ def test_screenshot_of_the_report_shows_the_charts(tmp_path: Path) -> None:
             assert any(r > 150 and g < 80 and b < 80 for _, (r, g, b) in colours)
             assert any(b > 150 and r < 80 for _, (r, _g, b) in colours)
             assert any(g > 120 and r < 80 and b < 80 for _, (r, g, b) in colours)
+
+
+def table_rows(page: str, table_id: str) -> list[tuple[str, str]]:
+    match = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.DOTALL)
+    assert match is not None, table_id
+    return re.findall(r'<tr><td>(.*?)</td><td class="num">(.*?)</td></tr>', match.group(1))
+
+
+def bars(axes: Axes) -> list[tuple[float, float, float]]:
+    """Each bar's left edge, width and height."""
+    return [(p.get_x(), p.get_width(), p.get_height()) for p in axes.patches if isinstance(p, Rectangle)]
+
+
+def partial_run_report(series: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+    report = load_test_report()
+    resources = [sample for sample in report["resources"] if sample["second"] <= duration]
+    return {**report, "series": series, "duration_s": duration, "resources": resources}
+
+
+def test_load_test_settings_are_plain_values_with_their_units() -> None:
+    report = load_test_report()
+    report["config"] = {**report["config"], "think_time": 0.0, "timeout": None, "name": "x", "sample_spans": 0.25,
+                        "region": "eu", "dry_run": True}  # fmt: skip
+
+    rows = table_rows(render_html(report), "settings")
+
+    assert rows == [
+        ("Virtual users", "50"),
+        ("Total requests", "no limit (timed run)"),
+        ("Duration limit", "12 s"),
+        ("Ramp-up", "2 s"),
+        ("Think time", "0 s"),
+        ("Request timeout", "none"),
+        ("Requests traced", "25%"),
+        ("region", "eu"),
+        ("dry_run", "yes"),
+    ]
+    assert not any(quote in value for _, value in rows for quote in ("'", "&#x27;", "None", "True"))
+
+
+def test_benchmark_settings_show_rounds_warmup_concurrency_and_timer_overhead() -> None:
+    assert table_rows(render_html(benchmark_report()), "settings") == [
+        ("Iterations per round", "10,000"),
+        ("Rounds", "5"),
+        ("Warmup calls", "100"),
+        ("Concurrency", "4"),
+        ("Timer overhead (subtracted)", "42 ns"),
+    ]
+    old = {key: value for key, value in benchmark_report().items() if key not in ("warmup", "concurrency")}
+    assert table_rows(render_html(old), "settings")[2:4] == [("Warmup calls", "not recorded"), ("Concurrency",
+                                                             "not recorded")]  # fmt: skip
+
+
+def test_a_partial_last_second_is_drawn_at_its_real_rate_and_width() -> None:
+    series = [
+        {"second": 0, "span_s": 1.0, "requests": 1000, "rps": 1000.0, "p95_s": 0.01, "errors": 0},
+        {"second": 1, "span_s": 0.25, "requests": 240, "rps": 960.0, "p95_s": 0.01, "errors": 0},
+    ]
+    axes = chart_figures(partial_run_report(series, 1.25))["chart-throughput"].axes[0]
+
+    assert bars(axes) == [(0.0, 1.0, 1000.0), (1.0, 0.25, 960.0)]
+    assert axes.get_xlim() == (0.0, 1.25)
+
+
+def test_a_report_without_bucket_spans_keeps_whole_seconds() -> None:
+    series = [{"second": 0, "requests": 10, "rps": 10.0, "p95_s": 0.01, "errors": 1}]
+    axes = chart_figures(partial_run_report(series, 1.0))["chart-errors"].axes[0]
+
+    assert bars(axes) == [(0.0, 1.0, 1.0)]
+
+
+def test_an_error_free_run_has_an_error_axis_starting_at_zero() -> None:
+    report = load_test_report()
+    report["series"] = [{**point, "errors": 0} for point in report["series"]]
+
+    axes = chart_figures(report)["chart-errors"].axes[0]
+
+    assert axes.get_ylim() == (0.0, 1.0)
+    assert [text.get_text() for text in axes.texts] == ["no errors"]
+
+
+def test_every_value_axis_starts_at_zero() -> None:
+    figures = chart_figures(load_test_report())
+    for chart in LOAD_CHARTS:
+        for axes in figures[chart].axes:
+            assert axes.get_ylim()[0] == 0.0, chart
+
+
+def test_the_rss_line_has_headroom_below_the_frame() -> None:
+    report = load_test_report()
+    report["resources"] = [{"second": s / 2, "cpu_percent": 40.0, "rss_bytes": 64 * 2**20} for s in range(24)]
+
+    cpu, memory = chart_figures(report)["chart-resources"].axes
+
+    assert memory.get_ylim() == (0.0, 80.0)  # a flat 64 MiB line sits a fifth below the top edge
+    assert cpu.get_ylim() == (0.0, 60.0)
+    legend = cpu.get_legend()
+    assert legend is not None
+    assert [line.get_label() for line in legend.get_lines()] == ["CPU %", "RSS"]
+
+
+def test_a_sub_second_run_spans_a_whole_second_on_every_time_axis() -> None:
+    series = [{"second": 0, "span_s": 0.1, "requests": 200, "rps": 2000.0, "p95_s": 0.002, "errors": 0}]
+    report = {**partial_run_report(series, 0.1), "resources": [{"second": 0.1, "cpu_percent": 0.0, "rss_bytes": 1}]}
+
+    figures = chart_figures(report)
+
+    assert [figures[chart].axes[0].get_xlim() for chart in LOAD_CHARTS] == [(0.0, 1.0)] * 4
+    assert bars(figures["chart-throughput"].axes[0]) == [(0.0, 0.1, 2000.0)]
+
+
+def test_benchmark_latency_is_a_log_scale_percentile_plot() -> None:
+    axes = chart_figures(benchmark_report())["chart-latency"].axes[0]
+
+    assert axes.get_yscale() == "log"
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["p50", "p90", "p95", "p99", "max"]
+    line = axes.get_lines()[0]
+    assert list(line.get_ydata()) == [3.8e-6, 5e-6, 6e-6, 9e-6, 4e-5]  # type: ignore[arg-type]
+    low, high = axes.get_ylim()
+    assert low < 3.8e-6 and high > 4e-5
+
+
+def test_result_objects_render_like_their_dicts() -> None:
+    from rfobs.perf._results import BenchmarkResult
+
+    document = benchmark_report()
+    result = BenchmarkResult.from_dict(document)
+    assert render_html(result) == render_html(result.to_dict())
+
+
+def test_screenshots_of_short_and_partial_runs(tmp_path: Path) -> None:
+    series = [
+        {"second": 0, "span_s": 1.0, "requests": 1000, "rps": 1000.0, "p95_s": 0.010, "errors": 0},
+        {"second": 1, "span_s": 0.3, "requests": 290, "rps": 966.7, "p95_s": 0.011, "errors": 0},
+    ]
+    for name, report in (("partial", partial_run_report(series, 1.3)), ("benchmark", benchmark_report())):
+        page = tmp_path / f"{name}.html"
+        page.write_text(render_html(report), encoding="utf-8")
+        shot = ARTIFACT.with_name(f"perf-report-{name}.png")
+        shot.unlink(missing_ok=True)
+        chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,2400", page.as_uri())
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

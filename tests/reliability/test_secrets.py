@@ -106,8 +106,8 @@ def test_secret_key_names(key: str) -> None:
 @pytest.mark.parametrize(
     "key",
     ["session_id", "author", "tokenizer", "input_tokens", "max_tokens", "gen_ai.usage.output_tokens", "token_count",
-     "llm.token_count.prompt", "api_key_id", "secret_name", "password_file", "auth_type", "cache_key", "PWD",
-     "primary_key", "passport", "keyboard", "signal", "design"],
+     "llm.token_count.prompt", "api_key_id", "secret_name", "secret_backend", "token_provider", "password_file",
+     "auth_type", "cache_key", "PWD", "primary_key", "passport", "keyboard", "signal", "design"],
 )  # fmt: skip
 def test_names_that_are_not_secrets(key: str) -> None:
     assert not is_secret_key(key)
