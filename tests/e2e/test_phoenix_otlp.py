@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from tests.e2e.servers import PhoenixHandle
 pytestmark = pytest.mark.usefixtures("clean_globals")
 
 
-def run_agent(endpoint: str, protocol: str, project: str) -> None:
+def run_agent(endpoint: str, protocol: str, project: str) -> rfobs.Telemetry:
     telemetry = rfobs.init(
         otlp__endpoint=endpoint,
         otlp__protocol=protocol,
@@ -38,14 +39,27 @@ def run_agent(endpoint: str, protocol: str, project: str) -> None:
             search("broken")
 
     answer()
-    assert telemetry.shutdown(timeout=10) is True
+    logging.getLogger("researcher").warning("answered")  # a log record: Phoenix takes traces only
+    telemetry.force_flush(timeout=10)
+    logging.getLogger("researcher").warning("answered again")
+    telemetry.shutdown(timeout=10)
+    return telemetry
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_phoenix_receives_the_span_tree(phoenix_server: PhoenixHandle, protocol: str) -> None:
+def test_phoenix_receives_the_span_tree(
+    phoenix_server: PhoenixHandle, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
     project = f"rfobs-e2e-{protocol.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
     endpoint = phoenix_server.http_url if protocol == "http/protobuf" else phoenix_server.grpc_endpoint
-    run_agent(endpoint, protocol, project)
+    with caplog.at_level(logging.WARNING, logger="rfobs"):
+        telemetry = run_agent(endpoint, protocol, project)
+
+    # Phoenix refuses logs (HTTP 405 / gRPC UNIMPLEMENTED): said once, then not sent again, and counted.
+    refusals = [r.getMessage() for r in caplog.records if "does not accept logs" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in caplog.records]
+    assert telemetry.drops.get("logs", "unsupported_by_backend") == 2
+    assert telemetry.drops.get("logs", "export_failed") == 0
 
     spans = phoenix_server.wait_for_spans(project, 3)
     assert len(spans) == 3
@@ -61,6 +75,7 @@ def test_phoenix_receives_the_span_tree(phoenix_server: PhoenixHandle, protocol:
     assert {s["context"]["trace_id"] for s in spans} == {trace_id}
     assert root["attributes"]["gen_ai.agent.name"] == "researcher"
     assert root["span_kind"] == "AGENT"
+    assert [s["span_kind"] for s in searches] == ["TOOL", "TOOL"]  # API calls are not "unknown" in Phoenix
     statuses = sorted((s["status_code"], s["status_message"]) for s in searches)
     assert statuses == [("ERROR", "TimeoutError: arxiv did not answer"), ("UNSET", "")]
     failed = next(s for s in searches if s["status_code"] == "ERROR")
