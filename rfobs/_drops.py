@@ -45,6 +45,11 @@ class DropCounter:
         with self._lock:
             return sum(n for (s, r), n in self._counts.items() if s == signal and reason in (None, r))
 
+    def total(self) -> int:
+        """Dropped items of every signal, for every reason."""
+        with self._lock:
+            return sum(self._counts.values())
+
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         """Observable-counter callback: one cumulative point per `(signal, reason)`."""
         with self._lock:

@@ -14,8 +14,10 @@ its batches are counted as dropped with `reason="unsupported_by_backend"`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -65,6 +67,18 @@ _log = logging.getLogger("rfobs")
 _exporting = threading.local()
 _installed = False
 _install_lock = threading.Lock()
+_watches: weakref.WeakSet[ExportWatch] = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    """A fork while an export thread held a lock would leave it held for ever in the child."""
+    global _install_lock
+    _install_lock = threading.Lock()
+    for watch in list(_watches):
+        watch._lock = threading.Lock()  # pyright: ignore[reportPrivateUsage]
+
+
+os.register_at_fork(after_in_child=_new_locks_in_child)
 
 
 class _WhileRfobsExports(logging.Filter):
@@ -168,6 +182,7 @@ class ExportWatch:
         self._clock = clock
         self._interval = interval
         self._lock = threading.Lock()
+        _watches.add(self)
         self._tap: _OutcomeTap | None = None
         self.stopped = False
         self._last_report: float | None = None

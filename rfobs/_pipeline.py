@@ -214,10 +214,15 @@ def serve_metrics(
     try:
         endpoint.start()
     except OSError as error:
+        asked_by = settings.sources.get("metrics.prometheus_port", "")
+        fix = (
+            f"pass {asked_by.removesuffix('()')}(port=...) a free port"
+            if asked_by.endswith("start_http_server()")
+            else "set metrics.prometheus_port (RFOBS_METRICS__PROMETHEUS_PORT) to a free port"
+        )
         warnings.warn(
-            f"rfobs: cannot serve /metrics on {metrics.prometheus_host}:{port} ({error.strerror or error}); set "
-            "metrics.prometheus_port (RFOBS_METRICS__PROMETHEUS_PORT) to a free port, or 0 for any. "
-            "Metrics are still recorded; traces and logs are unaffected.",
+            f"rfobs: cannot serve /metrics on {metrics.prometheus_host}:{port} ({error.strerror or error}); {fix}, "
+            "or 0 for any. Metrics are still recorded; traces and logs are unaffected.",
             RuntimeWarning,
             stacklevel=_caller_outside_rfobs(),
         )

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from rfobs._settings_model import GROUPS, Settings
+from rfobs import _state
+from rfobs._settings_model import ENVIRONMENTS, GROUPS, Settings
+from rfobs._settings_parsers import Invalid
 from rfobs.exceptions import ConfigProblem
 
 __all__ = [
@@ -27,9 +30,11 @@ __all__ = [
     "env_source",
     "environment_variable_keys",
     "honoured_aliases",
+    "ignored_aliases",
     "preferred_variable",
     "resolve_env",
     "variable_problems",
+    "warn_ignored_aliases",
 ]
 
 ENV_PREFIX: Final = "RFOBS_"
@@ -69,23 +74,77 @@ _NOT_SETTINGS: Final = frozenset({"RFOBS_ENV", "RFOBS_SETTINGS_FILES", "RFOBS_TE
 
 
 def resolve_env(env: str | None) -> tuple[str, str]:
-    """The active environment and where it came from: the argument, `RFOBS_ENV`, `ENV`, else development."""
+    """The active environment and where it came from: the argument, `RFOBS_ENV`, `ENV`, else development.
+
+    `ENV` counts only when it names an environment: the name is too common (`sh` reads a start-up file from it)
+    for another value to be an rfobs mistake; `ignored_aliases()` reports it instead.
+    """
     if env is not None:
         return env.strip().lower(), "init(env=...)"
-    for variable in ("RFOBS_ENV", "ENV"):
-        if value := os.environ.get(variable, "").strip():
-            return value.lower(), f"env {variable}"
+    if value := os.environ.get("RFOBS_ENV", "").strip():
+        return value.lower(), "env RFOBS_ENV"
+    if (value := os.environ.get("ENV", "").strip().lower()) in ENVIRONMENTS:
+        return value, "env ENV"
     return "development", "default"
 
 
 def apply_fallbacks(set_value: Callable[[str, Any, str], None]) -> None:
-    """Layer the OTEL_* and seed variables that are set, as `set_value(key, text, "env NAME")`."""
+    """Layer the OTEL_* and seed variables that are set, as `set_value(key, text, "env NAME")`.
+
+    A seed variable whose value the setting would refuse is skipped (see `ignored_aliases`): `PROMETHEUS_PORT`,
+    `LOG_LEVEL` and friends are common names, set for other programs (Kubernetes sets `PROMETHEUS_PORT=tcp://...`
+    in every pod beside a `prometheus` service), and must not stop an agent from starting.
+    """
+    ignored = {variable for variable, _, _ in ignored_aliases()}
     for variable, key in FALLBACKS.items():
+        if variable in ignored:
+            continue
         if (value := os.environ.get(variable)) is not None and value.strip():
             set_value(key, value, f"env {variable}")
     if os.environ.get("OTEL_TRACES_SAMPLER_ARG") and "OTEL_TRACES_SAMPLER" not in os.environ:
         # The ratio alone means the standard's ratio sampler (respecting the parent's decision).
         set_value("tracing.sampler", "parentbased_traceidratio", "env OTEL_TRACES_SAMPLER_ARG")
+
+
+def ignored_aliases() -> list[tuple[str, str, str]]:
+    """`(variable, shown value, what is allowed)` for each seed variable that is set to a value its setting refuses."""
+    from rfobs._secrets import scrub_text
+
+    fields = {f"{g}.{f.name}": f for g, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+    ignored: list[tuple[str, str, str]] = []
+    for variable, key in SEED_ALIASES.items():
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        if key == "env":
+            if value.lower() not in ENVIRONMENTS:
+                ignored.append((variable, repr(scrub_text(value)), " | ".join(ENVIRONMENTS)))
+            continue
+        try:
+            fields[key].metadata["parse"](value)
+        except Invalid as error:
+            ignored.append((variable, repr(scrub_text(value)), error.allowed))
+    return ignored
+
+
+def warn_ignored_aliases() -> None:
+    """Log, once per process and variable, each seed variable `ignored_aliases()` finds."""
+    for variable, shown, allowed in ignored_aliases():
+        if variable not in _warned:
+            _warned.add(variable)
+            _log.warning(
+                "rfobs: ignoring %s=%s (expected %s for %s); set %s to configure rfobs",
+                variable,
+                shown,
+                allowed,
+                SEED_ALIASES[variable],
+                "RFOBS_ENV" if variable == "ENV" else preferred_variable(SEED_ALIASES[variable]),
+            )
+
+
+_warned: set[str] = set()
+_log = logging.getLogger("rfobs")
+_state.on_reset(_warned.clear)
 
 
 def preferred_variable(key: str) -> str:

@@ -101,15 +101,22 @@ class Section(Mapping[str, Any]):
         return (Section, (self._name, dict(self._values)))
 
 
-def freeze(key: str, value: Any) -> Any:
-    """`value` of the dotted `key` as the program reads it: tables as `Section`, lists as tuples, secrets hidden."""
+def freeze(key: str, value: Any, *, under_secret: bool = False) -> Any:
+    """`value` of the dotted `key` as the program reads it: tables as `Section`, lists as tuples, secrets hidden.
+
+    Every text under a secret-named table (`tokens: {github: ...}`, `secrets: {smtp: ...}`) is a secret too.
+    """
     name = key.rpartition(".")[2]
+    secret_name = under_secret or is_secret_key(name) or name.lower() in _ALSO_SECRET_KEYS
     if isinstance(value, Mapping):
+        # A table named in the plural (`tokens`, `passwords`, `api_keys`) holds secrets; counts in it stay numbers.
+        secret_table = secret_name or (name.endswith("s") and is_secret_key(name[:-1]))
         table = cast("Mapping[object, Any]", value)
-        return Section(key, {str(k): freeze(f"{key}.{k}", v) for k, v in table.items()})
+        return Section(key, {str(k): freeze(f"{key}.{k}", v, under_secret=secret_table) for k, v in table.items()})
     if isinstance(value, (list, tuple)):
-        return tuple(freeze(key, item) for item in cast("list[Any]", value))
-    secret_name = is_secret_key(name) or name.lower() in _ALSO_SECRET_KEYS
+        return tuple(freeze(key, item, under_secret=secret_name) for item in cast("list[Any]", value))
+    if under_secret and not isinstance(value, str):
+        return value  # a number or a flag beside secrets (`secrets: {rotation_days: 30}`)
     if secret_name and value not in (None, ""):
         return SecretText(str(value))
     if isinstance(value, str):

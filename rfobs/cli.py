@@ -151,7 +151,7 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _config_validate(args: argparse.Namespace) -> int:
-    from rfobs._settings_env import honoured_aliases
+    from rfobs._settings_env import SEED_ALIASES, honoured_aliases, ignored_aliases
     from rfobs.config import load_config
     from rfobs.exceptions import ConfigError
 
@@ -163,6 +163,10 @@ def _config_validate(args: argparse.Namespace) -> int:
     print(f"settings are valid (environment: {settings.env})")
     for variable, key, preferred in honoured_aliases(settings):
         print(f"note: {variable} is honoured as {key}; prefer {preferred}")
+    for variable, shown, allowed in ignored_aliases():
+        print(
+            f"note: {variable}={shown} is ignored: rfobs reads it as {SEED_ALIASES[variable]} only when it is {allowed}"
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ that port. After an explicit `rfobs.init()` it serves the same metrics on `port`
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, TypeVar, cast
 
 from rfobs import _check, _state
+from rfobs.instrument._telemetry import DURATION_BUCKETS
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter, _Gauge
@@ -45,29 +47,42 @@ class MetricsCollector:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._instruments: dict[tuple[str, str], object] = {}  # (kind, name) -> instrument
+        # (kind, name) -> (the meter provider it was made on, the instrument)
+        self._instruments: dict[tuple[str, str], tuple[object, object]] = {}
 
     def start_http_server(self, port: int = 9464, addr: str = "127.0.0.1") -> str | None:
         """Serve `/metrics` on `addr:port` (127.0.0.1 by default); initialise rfobs first if nothing has.
+
+        Never raises for a port it cannot bind: the agent keeps running (as the seed's collector did without
+        Prometheus) and a warning says what went wrong.
 
         Args:
             port: TCP port, 0 for any free one.
             addr: Address to bind; a public one exposes the metrics to the network.
 
         Returns:
-            The URL of the endpoint, or None when Prometheus export is off (`metrics.enabled` or
-            `metrics.prometheus_enabled` false) or, initialising rfobs, the port could not be bound (a warning
-            says which).
+            The URL of the endpoint; None when Prometheus export is off (`metrics.enabled` or
+            `metrics.prometheus_enabled` false) or the address cannot be bound (a warning says which).
 
         Raises:
             ConfigError: `port` or `addr` is not valid.
-            OSError: The address cannot be bound (rfobs was already initialised).
         """
         port = int(_check.integer("start_http_server", "port", port, ge=0, le=65535))
         addr = _check.text("start_http_server", "addr", addr, "a host name or IP address")
         handle, started = _telemetry_serving(port, addr)
-        url = handle.metrics_url if started else handle.serve_metrics(port, addr)
-        if url is None and handle.prometheus_registry is None:
+        if started:
+            return handle.metrics_url  # init() warned already if the address was taken
+        try:
+            url = handle.serve_metrics(port, addr)
+        except OSError as error:
+            warnings.warn(
+                f"rfobs: start_http_server(port={port}) cannot serve /metrics on {addr}:{port} "
+                f"({error.strerror or error}); pass a free port, or 0 for any. Metrics are still recorded.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        if url is None:
             warnings.warn(
                 "rfobs: start_http_server(): Prometheus export is off (metrics.enabled / metrics.prometheus_enabled), "
                 "so there is no /metrics to serve",
@@ -86,21 +101,32 @@ class MetricsCollector:
 
         return metrics_asgi_app()
 
-    def counter(self, name: str, description: str = "", unit: str = "1") -> Counter:
+    def counter(self, name: str, description: str = "", unit: str = "") -> Counter:
         """The counter `name` (created on first use): `.add(1, {"label": "value"})`."""
         return self._instrument("counter", name, lambda meter, full: meter.create_counter(full, unit, description))
 
-    def up_down_counter(self, name: str, description: str = "", unit: str = "1") -> UpDownCounter:
+    def up_down_counter(self, name: str, description: str = "", unit: str = "") -> UpDownCounter:
         """The up-down counter `name` (created on first use): `.add(-1)` decreases it."""
         return self._instrument(
             "up_down_counter", name, lambda meter, full: meter.create_up_down_counter(full, unit, description)
         )
 
-    def histogram(self, name: str, description: str = "", unit: str = "s") -> Histogram:
-        """The histogram `name` (created on first use): `.record(0.25, {"label": "value"})`."""
-        return self._instrument("histogram", name, lambda meter, full: meter.create_histogram(full, unit, description))
+    def histogram(self, name: str, description: str = "", unit: str = "") -> Histogram:
+        """The histogram `name` (created on first use): `.record(0.25, {"label": "value"})`.
 
-    def gauge(self, name: str, description: str = "", unit: str = "1") -> _Gauge:
+        With `unit="s"` (Prometheus adds `_seconds`) the buckets suit durations from 5 ms to 2 minutes; otherwise
+        they are OpenTelemetry's defaults (0 to 10,000).
+        """
+        buckets = DURATION_BUCKETS if unit == "s" else None
+        return self._instrument(
+            "histogram",
+            name,
+            lambda meter, full: meter.create_histogram(
+                full, unit, description, explicit_bucket_boundaries_advisory=buckets
+            ),
+        )
+
+    def gauge(self, name: str, description: str = "", unit: str = "") -> _Gauge:
         """The gauge `name` (created on first use): `.set(42, {"label": "value"})`."""
         return self._instrument("gauge", name, lambda meter, full: meter.create_gauge(full, unit, description))
 
@@ -117,21 +143,48 @@ class MetricsCollector:
         self.gauge(name).set(value, dict(labels or {}))
 
     def _instrument(self, kind: str, name: str, create: Callable[[Meter, str], _I]) -> _I:
-        name = _check.text(f"MetricsCollector.{kind}", "name", name, "a metric name such as 'documents_processed'")
-        with self._lock:
-            if (kind, name) not in self._instruments:
-                from opentelemetry import metrics
+        """The instrument of `kind` named `name` on the meter provider in place now.
 
+        Made again when the provider changes (`init()` after first use, a test's fresh providers), so a collector
+        kept in a module global keeps recording, under the namespace in effect.
+        """
+        from opentelemetry import metrics
+
+        name = _check.text(f"MetricsCollector.{kind}", "name", name, "a metric name such as 'documents_processed'")
+        provider = metrics.get_meter_provider()
+        found = self._instruments.get((kind, name))
+        if found is not None and found[0] is provider:
+            return cast("_I", found[1])
+        with self._lock:
+            found = self._instruments.get((kind, name))
+            if found is None or found[0] is not provider:
                 from rfobs._version import __version__
 
                 namespace = _state.current().namespace
                 full = name if name.startswith((f"{namespace}.", f"{namespace}_")) else f"{namespace}.{name}"
-                self._instruments[kind, name] = create(metrics.get_meter(_SCOPE, __version__), full)
-            return cast("_I", self._instruments[kind, name])
+                found = self._instruments[kind, name] = (
+                    provider,
+                    create(provider.get_meter(_SCOPE, __version__), full),
+                )
+            return cast("_I", found[1])
+
+    def _after_fork_in_child(self) -> None:
+        # A fork while another thread held the lock would leave it held for ever in the child.
+        self._lock = threading.Lock()
 
 
 _collector: MetricsCollector | None = None
 _collector_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _collector_lock
+    _collector_lock = threading.Lock()
+    if _collector is not None:
+        _collector._after_fork_in_child()  # pyright: ignore[reportPrivateUsage]
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def get_metrics_collector() -> MetricsCollector:

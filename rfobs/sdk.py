@@ -135,8 +135,8 @@ class Telemetry:
             timeout: Seconds for the whole shutdown. Default: `sdk.shutdown_timeout`.
 
         Returns:
-            True if everything was delivered in time; False if the deadline ran out (what was left is counted
-            in the `telemetry.dropped` metric).
+            True if everything was delivered in time; False if the deadline ran out or a final export failed
+            (what was not delivered is counted in the `telemetry.dropped` metric).
         """
         global _active
         with _lock:
@@ -148,6 +148,7 @@ class Telemetry:
                 _active = None
                 _state.deactivate()
         atexit.unregister(self._exit_flush)
+        dropped_before = self.drops.total()
         deadline = time.monotonic() + (self.settings.sdk.shutdown_timeout if timeout is None else timeout)
         # Closing the /metrics and health servers waits for their loops (up to 0.5 s): overlap it with the flushes.
         closing = _start(lambda: [close() for close, _ in self._pipeline.closers])
@@ -164,6 +165,8 @@ class Telemetry:
         if self.logger_provider is not None:
             complete = _run_before(deadline, self.logger_provider.shutdown) and complete
         closing.join(max(0.0, deadline - time.monotonic()))
+        # In time is not delivered: the final exports may have failed (a dead collector); those were counted.
+        complete = complete and self.drops.total() == dropped_before
         self._shut_down.set()
         if self._sigterm_pending:
             _process.die_by_sigterm()  # SIGTERM arrived while this thread was shutting down: it is time now

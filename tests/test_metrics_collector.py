@@ -10,10 +10,12 @@ import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
+from opentelemetry import metrics
 
 import rfobs
 from rfobs import sdk
 from rfobs.exceptions import ConfigError
+from rfobs.testing import Capture, reset_global_telemetry
 from rfobs.traceview import load_spans
 
 pytestmark = [pytest.mark.usefixtures("clean_globals"), pytest.mark.timeout(60)]
@@ -160,3 +162,61 @@ def test_bad_arguments_are_refused_before_anything_starts(
     with pytest.raises(ConfigError, match=re.escape(message)):
         call(rfobs.get_metrics_collector())
     assert sdk.active() is None
+
+
+def test_a_collector_kept_in_a_module_global_keeps_recording_under_new_providers() -> None:
+    collector = rfobs.get_metrics_collector()  # as the seed does, at import time
+    collector.counter("early")  # before anything is installed: the default namespace, the proxy provider
+    for _ in range(2):  # two tests in a row, each with fresh providers (as the `capture` fixture installs them)
+        reset_global_telemetry()
+        capture = Capture()
+        metrics.set_meter_provider(capture.meter_provider)
+        collector.increment_counter("documents", 2)
+        assert capture.metric("researchflow_agents.documents") == [{"attributes": {}, "value": 2}]
+        capture.meter_provider.shutdown()
+
+
+@pytest.mark.usefixtures("stop_rfobs")
+def test_instruments_made_before_init_take_the_namespace_init_sets() -> None:
+    collector = rfobs.get_metrics_collector()
+    collector.counter("docs")  # made under the default namespace
+    handle = rfobs.init(metrics__prometheus_port=0, metrics__namespace="myapp", logging__enabled=False)
+
+    collector.increment_counter("docs")
+
+    names = {line.split("{")[0].split(" ")[0] for line in _scrape(handle.metrics_url)}
+    assert "myapp_docs_total" in names and "researchflow_agents_docs_total" not in names
+
+
+@pytest.mark.usefixtures("stop_rfobs")
+def test_histograms_are_unitless_by_default_and_seconds_get_duration_buckets() -> None:
+    handle = rfobs.init(metrics__prometheus_port=0, logging__enabled=False)
+    collector = rfobs.get_metrics_collector()
+
+    collector.observe_histogram("tokens_used", 1234)
+    collector.histogram("latency", unit="s").record(0.2)
+
+    lines = _scrape(handle.metrics_url)
+    assert [line.split("{")[0] for line in lines if line.startswith("researchflow_agents_tokens_used")] == [
+        *["researchflow_agents_tokens_used_bucket"] * 16,
+        "researchflow_agents_tokens_used_count",
+        "researchflow_agents_tokens_used_sum",
+    ]
+    latency = [line for line in lines if line.startswith("researchflow_agents_latency_seconds_bucket")]
+    bounds = [line.split('le="')[1].split('"')[0] for line in latency]
+    assert "0.25" in bounds and "5000.0" not in bounds  # second-scale buckets, not OpenTelemetry's default ones
+
+
+@pytest.mark.usefixtures("stop_rfobs")
+def test_a_taken_port_warns_and_returns_none_whether_or_not_rfobs_was_initialised() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        for _ in range(2):  # the first call initialises rfobs, the second serves one more port
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert rfobs.get_metrics_collector().start_http_server(port) is None
+            messages = [str(w.message) for w in caught]
+            assert any("start_http_server(port=" in m and f"127.0.0.1:{port}" in m for m in messages), messages
+    assert sdk.active() is not None  # the agent goes on, traced

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -117,3 +117,44 @@ def test_a_program_that_never_calls_init_prints_one_line(tmp_path: Path) -> None
     )
     assert result.stdout == ""
     assert result.stderr.splitlines() == [NO_SDK.format(function="@task __main__.early()")]
+
+
+@pytest.mark.usefixtures("no_sdk")
+@pytest.mark.parametrize(
+    ("decorate", "call"),
+    [
+        (rfobs.retry_api_call(max_attempts=3, base_delay=1.0), "@retry fetch"),
+        (rfobs.timeout_api_call(60.0), "@timeout fetch"),
+        (rfobs.rate_limit_api_calls(requests_per_second=10.0), "@rate_limit fetch"),
+    ],
+)
+async def test_a_policy_alone_without_an_sdk_warns_once_too(
+    caplog: pytest.LogCaptureFixture,
+    decorate: Callable[[Callable[[], Awaitable[int]]], Callable[[], Awaitable[int]]],
+    call: str,
+) -> None:
+    # The seed's policy examples decorate with nothing else: no task span to warn first.
+    async def fetch() -> int:
+        return 1
+
+    decorated = decorate(fetch)
+    with caplog.at_level(logging.WARNING, logger="rfobs"):
+        assert await decorated() == 1
+        assert await decorated() == 1
+    assert rfobs_warnings(caplog) == [NO_SDK.format(function=call)]
+
+
+@pytest.mark.usefixtures("no_sdk")
+async def test_a_timeout_block_without_an_sdk_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="rfobs"):
+        async with rfobs.timeout_after(30.0, "data_processing"):
+            pass
+    assert rfobs_warnings(caplog) == [NO_SDK.format(function="@timeout data_processing")]
+
+
+@pytest.mark.usefixtures("no_sdk")
+def test_building_a_breaker_or_limiter_without_an_sdk_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="rfobs"):
+        rfobs.CircuitBreaker("arxiv")
+        rfobs.RateLimiter(5, name="arxiv")
+    assert rfobs_warnings(caplog) == []

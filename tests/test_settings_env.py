@@ -60,15 +60,44 @@ def test_the_seed_variables_rank_below_files_and_rfobs_variables(monkeypatch: py
     assert load_config("development").env == "development"
 
 
-def test_a_bad_seed_variable_is_attributed_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOG_LEVEL", "verbose")
-    monkeypatch.setenv("ENV", "prod")
+@pytest.mark.usefixtures("clean_globals")  # the warning is once per process: reset between cases
+@pytest.mark.parametrize(
+    ("variable", "value", "key", "default"),
+    [
+        ("ENV", "/root/.shrc", "env", "development"),  # sh reads its start-up file from ENV
+        ("ENV", "prod", "env", "development"),
+        ("LOG_LEVEL", "verbose", "logging.level", "INFO"),
+        ("PROMETHEUS_PORT", "tcp://10.0.0.5:9090", "metrics.prometheus_port", 9464),  # Kubernetes service links
+        ("METRICS_ENABLED", "perhaps", "metrics.enabled", True),
+    ],
+)
+def test_a_seed_variable_set_for_something_else_is_ignored_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    key: str,
+    default: object,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with caplog.at_level("WARNING", logger="rfobs"):
+        settings = load_config()
+        load_config()
+    group, _, name = key.partition(".")
+    assert (getattr(getattr(settings, group), name) if name else settings.env) == default
+    assert settings.sources.get(key, "default") == "default"
+    warnings = [r.getMessage() for r in caplog.records if variable in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"rfobs: ignoring {variable}={value!r} (expected ")
+    assert main(["config", "validate"]) == 0
+    assert f"note: {variable}={value!r} is ignored: rfobs reads it as {key} only when it is " in capsys.readouterr().out
+
+
+def test_a_bad_rfobs_env_is_still_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFOBS_ENV", "prod")
     with pytest.raises(ConfigError) as caught:
         load_config()
-    assert problems(caught) == [
-        ("env", "development | staging | production", "env ENV"),
-        ("logging.level", "one of DEBUG | INFO | WARNING | ERROR | CRITICAL", "env LOG_LEVEL"),
-    ]
+    assert problems(caught) == [("env", "development | staging | production", "env RFOBS_ENV")]
 
 
 @pytest.mark.usefixtures("seed_deployment")

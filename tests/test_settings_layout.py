@@ -304,3 +304,22 @@ def test_init_reads_the_seed_layout(seed_layout: Path) -> None:
         assert telemetry.settings.logging.level == "INFO"
     finally:
         telemetry.shutdown(timeout=2)
+
+
+def test_every_text_under_a_secret_named_table_is_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    write(
+        "config/config.yaml",
+        "api:\n  tokens:\n    github: plainsecretvalue99\n    used: 12\n  max_retries: 5\n"
+        "secrets:\n  smtp: smtpSecretPassw0rd\n  rotation_days: 30\n",
+    )
+    settings = load_config()
+
+    assert (settings.api.tokens.github, settings.secrets.smtp) == ("plainsecretvalue99", "smtpSecretPassw0rd")
+    assert (settings.api.tokens.used, settings.secrets.rotation_days, settings.api.max_retries) == (12, 30, 5)
+    assert main(["config", "show"]) == 0
+    assert main(["config", "show", "--json"]) == 0
+    shown = (
+        capsys.readouterr().out + repr(settings.api) + repr(settings.secrets) + json.dumps(settings_as_json(settings))
+    )
+    assert "plainsecretvalue99" not in shown and "smtpSecretPassw0rd" not in shown
+    assert "api.tokens.used" in shown and "rotation_days" in shown

@@ -100,3 +100,27 @@ def test_hanging_collector_shutdown_keeps_deadline_and_counts_spans(protocol: st
     assert delivered is False
     assert elapsed <= 2.2
     assert (dropped, dropped_logs) == (PENDING, LOG_RECORDS)
+
+
+def test_shutdown_says_false_when_its_final_exports_fail_even_in_time() -> None:
+    telemetry = rfobs.init(
+        otlp__endpoint=refused_endpoint(),
+        otlp__protocol="http/protobuf",
+        otlp__timeout=1,
+        tracing__exporter="otlp",
+        metrics__otlp_export=True,
+        metrics__prometheus_enabled=False,
+        logging__enabled=False,
+    )
+
+    @rfobs.task("researcher", "search")
+    def search() -> None:
+        return None
+
+    search()
+    telemetry.force_flush(timeout=5)  # the span's export fails now: left for shutdown is the final metric export
+    started = time.monotonic()
+    assert telemetry.shutdown(timeout=10) is False
+    assert time.monotonic() - started < 10  # in time: it is the delivery that failed
+    assert telemetry.drops.get("spans") == 1
+    assert telemetry.drops.get("metrics") > 0

@@ -16,7 +16,7 @@ from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from rfobs import _check, _latency, _state
+from rfobs import _check, _latency
 from rfobs._guard import internal_error
 from rfobs._limits import current_limits, stack_trace, truncate
 from rfobs.instrument import _telemetry as t
@@ -140,36 +140,11 @@ class Operation:
         """Start one call; None before an SDK is installed (the call then runs untouched)."""
         # t.current()'s own first test, inlined: the call it saves pays for the check of the warning flag.
         if _trace_api._TRACER_PROVIDER is None and _metrics_api._METER_PROVIDER is None:  # pyright: ignore[reportPrivateUsage]
-            if _no_sdk_unreported:
-                _report_no_sdk(self.function)
+            if t.no_sdk_unreported:
+                t.report_no_sdk(self.function)
             return None
         instruments = t.current()
         return None if instruments is None else Call(self, instruments, args, kwargs)
-
-
-_no_sdk_unreported = True
-
-
-def _report_no_sdk(function: str) -> None:
-    """Say once per process that decorated calls run unrecorded (not after `init(sdk__disabled=True)`)."""
-    global _no_sdk_unreported
-    _no_sdk_unreported = False
-    settings = _state.current().settings
-    if settings is not None and settings.sdk.disabled:
-        return  # turned off on purpose
-    _log.warning(
-        "rfobs: %s ran, but no OpenTelemetry SDK is installed, so nothing was recorded (no span, no metric). Call "
-        "rfobs.init() at start-up, before the first decorated call. (Reported once per process.)",
-        function,
-    )
-
-
-def _rearm() -> None:
-    global _no_sdk_unreported
-    _no_sdk_unreported = True
-
-
-_state.on_reset(_rearm)
 
 
 class Call:

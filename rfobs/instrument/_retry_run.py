@@ -50,10 +50,11 @@ def _notice(limiter: SupportsBackoff, error: BaseException) -> None:
 class Labels:
     """Metric label sets of one operation, built once."""
 
-    __slots__ = ("exhausted", "name", "non_retryable", "retry", "success")
+    __slots__ = ("call", "exhausted", "name", "non_retryable", "retry", "success")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.call = f"@retry {name}"  # names the call in the warning when no SDK is installed
         self.success = (("operation", name), ("outcome", "success"))
         self.retry = (("operation", name), ("outcome", "retry"))
         self.exhausted = (("operation", name), ("outcome", "exhausted"))
@@ -87,7 +88,7 @@ class Run:
         self.start = start
         self.attempts = 0
         self.outcome: Outcome | None = None
-        instruments = t.current()
+        instruments = t.current(labels.call)
         self.counts = instruments.retry_counts if instruments is not None else None
         span = trace.get_current_span() if instruments is not None else None
         self.span = span if span is not None and span.is_recording() else None

@@ -6,6 +6,7 @@ does around each test), so a function decorated at import time reports to whiche
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -325,18 +326,24 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def current() -> Instruments | None:
+def current(call: str | None = None) -> Instruments | None:
     """The instruments for the providers installed right now, or None while no SDK is installed.
 
     None lets a decorator skip all telemetry work before `rfobs.init()`: the OpenTelemetry API's no-op span
     alone costs microseconds. The globals are read directly because `get_tracer_provider()` and
     `get_meter_provider()` look up an environment variable on every call until a provider is set (opentelemetry-api
     is pinned; tests cover this path).
+
+    Args:
+        call: How to name the decorated call being made, when this lookup is for one: the first such call with
+            no SDK installed logs the one warning per process (`report_no_sdk`).
     """
     tracer_provider = _trace_api._TRACER_PROVIDER  # pyright: ignore[reportPrivateUsage]
     meter_provider = _metrics_api._METER_PROVIDER  # pyright: ignore[reportPrivateUsage]
     if tracer_provider is None:
         if meter_provider is None:
+            if call is not None and no_sdk_unreported:
+                report_no_sdk(call)
             return None
         tracer_provider = trace.get_tracer_provider()
     elif meter_provider is None:
@@ -356,9 +363,28 @@ def _rebuild(tracer_provider: trace.TracerProvider, meter_provider: metrics.Mete
         return found
 
 
+no_sdk_unreported = True
+"""True until the first decorated call made with no SDK installed has been reported."""
+
+
+def report_no_sdk(call: str) -> None:
+    """Say once per process that decorated calls run unrecorded (not after `init(sdk__disabled=True)`)."""
+    global no_sdk_unreported
+    no_sdk_unreported = False
+    settings = _state.current().settings
+    if settings is not None and settings.sdk.disabled:
+        return  # turned off on purpose
+    logging.getLogger("rfobs").warning(
+        "rfobs: %s ran, but no OpenTelemetry SDK is installed, so nothing was recorded (no span, no metric). Call "
+        "rfobs.init() at start-up, before the first decorated call. (Reported once per process.)",
+        call,
+    )
+
+
 def _forget() -> None:
-    global _current
+    global _current, no_sdk_unreported
     _current = None
+    no_sdk_unreported = True
 
 
 _state.on_reset(_forget)

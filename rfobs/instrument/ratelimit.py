@@ -123,6 +123,7 @@ class RateLimiter:
         self._options: RateLimitOptions = options  # a fresh dict per call
         self._rate, self._per = rate, per
         self._name = name or _UNNAMED
+        self._call_label = f"@rate_limit {self._name}"  # names the call in the warning when no SDK is installed
         self._key = key
         self._mode = mode
         self._limit = self._effective = limit
@@ -235,7 +236,7 @@ class RateLimiter:
             return self._take_slowly(slot, cost, now)
         # The fast path: our own backend, so one lock covers the decision and its count. Explicit acquire and
         # release cost half of `with` on CPython 3.11.
-        instruments = _instruments()
+        instruments = _instruments(self._call_label)
         lock = self._lock
         lock.acquire()
         try:
@@ -258,7 +259,7 @@ class RateLimiter:
         else:
             # A shared backend (Redis) locks itself; holding ours across its round trip would serialize callers.
             wait = self._ask(acquire, slot, cost, now)
-        return self._settle(wait, t.current())
+        return self._settle(wait, t.current(self._call_label))
 
     def _ask(self, acquire: _Acquire, slot: Hashable, cost: float, now: float) -> float:
         paused = self._paused_until

@@ -275,7 +275,7 @@ class RetryPolicy:
                 first = error
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
-                if (instruments := t.current()) is not None:
+                if (instruments := t.current(labels.call)) is not None:
                     instruments.retry_counts.add(labels.success)
                 return result
         run, clock, hooks = self._prepare(func, labels, first, start, clock)
@@ -305,7 +305,7 @@ class RetryPolicy:
                 first = error
             else:
                 # A first-try success leaves the span alone: two attributes cost more than this whole path.
-                if (instruments := t.current()) is not None:
+                if (instruments := t.current(labels.call)) is not None:
                     instruments.retry_counts.add(labels.success)
                 return result
         run, clock, hooks = self._prepare(func, labels, first, start, clock)

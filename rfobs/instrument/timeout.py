@@ -100,13 +100,14 @@ class Timeout:
         ...         await asyncio.sleep(0)
     """
 
-    __slots__ = ("_completed", "_event", "_name", "_operation", "_seconds", "_timed_out")
+    __slots__ = ("_call", "_completed", "_event", "_name", "_operation", "_seconds", "_timed_out")
 
     def __init__(self, seconds: float, name: str | None = None) -> None:
         self._seconds = _check_seconds(seconds, "Timeout")
         self._name = _check_name(name, "Timeout")
         operation = self._name or _UNNAMED
         self._operation = operation
+        self._call = f"@timeout {operation}"  # names the call in the warning when no SDK is installed
         # Built once: the per-call path only passes these along.
         self._completed = {"operation": operation, "outcome": "completed"}
         self._timed_out = {"operation": operation, "outcome": "timed_out"}
@@ -147,7 +148,7 @@ class Timeout:
         """
         if (refused := _workers.refusal()) is not None:
             raise TimeoutExceeded(self._operation, self._seconds, reason=refused)
-        instruments = t.current()
+        instruments = t.current(self._call)
         start = perf_counter()
         token = _deadline.enter(self._seconds)  # copied into the worker with the rest of the context
         try:
@@ -179,7 +180,7 @@ class Timeout:
         """
         loop = asyncio.get_running_loop()
         scope = asyncio.timeout_at(None)
-        instruments = t.current()
+        instruments = t.current(self._call)
         start = perf_counter()
         try:
             async with scope:
@@ -248,7 +249,7 @@ class _Scope:
         seconds = self._timeout.seconds
         await self._scope.__aenter__()
         self._entry = _deadlines(loop, seconds).watch(self._scope, loop.time() + seconds)
-        self._instruments = t.current()
+        self._instruments = t.current(self._timeout._call)  # pyright: ignore[reportPrivateUsage]
         self._start = perf_counter()
 
     async def __aexit__(

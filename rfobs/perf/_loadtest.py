@@ -23,6 +23,7 @@ __all__ = ["LoadTestConfig", "LoadTestSettings", "Progress", "load_test", "load_
 
 SPAN_NAME: Final = "load_test.request"
 _RESOURCE_INTERVAL: Final = 0.5
+_MIN_CPU_INTERVAL: Final = 0.1  # shorter than this, a CPU share is not a measurement
 
 Target = Callable[[], Any] | str
 Clock = Callable[[], float]
@@ -241,19 +242,23 @@ async def _user(run: _Run, request: Callable[[], Awaitable[object]], delay: floa
             await asyncio.sleep(think)
 
 
-def _resource_sample(process: Any, clock: Clock, started: float) -> dict[str, Any]:
-    return {
-        "second": round(clock() - started, 3),
-        "cpu_percent": process.cpu_percent(None),
-        "rss_bytes": process.memory_info().rss,
-    }
+def _resource_sample(process: Any, clock: Clock, started: float, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    second = round(clock() - started, 3)
+    previous = samples[-1] if samples else None
+    if second - (previous["second"] if previous else 0.0) < _MIN_CPU_INTERVAL:
+        # CPU time over a few microseconds is noise (a 2-core machine showed 422%): repeat the last figure.
+        process.cpu_percent(None)
+        cpu = previous["cpu_percent"] if previous else 0.0
+    else:
+        cpu = process.cpu_percent(None)
+    return {"second": second, "cpu_percent": cpu, "rss_bytes": process.memory_info().rss}
 
 
 async def _sample_resources(samples: list[dict[str, Any]], process: Any, clock: Clock, started: float) -> None:
     process.cpu_percent(None)
     while True:
         await asyncio.sleep(_RESOURCE_INTERVAL)
-        samples.append(_resource_sample(process, clock, started))
+        samples.append(_resource_sample(process, clock, started, samples))
 
 
 def _requests(target: Target, users: int, executor: ThreadPoolExecutor) -> list[Callable[[], Awaitable[object]]]:
@@ -360,7 +365,7 @@ async def load_test(
                 for index, request in enumerate(requests):
                     group.create_task(_user(run, request, config.ramp_up * index / users))
             # A closing sample, so even a run shorter than the sampling interval shows its memory.
-            resources.append(_resource_sample(process, clock, run.started))
+            resources.append(_resource_sample(process, clock, run.started, resources))
         finally:
             sampler.cancel()
             for request in requests:

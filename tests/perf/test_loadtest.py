@@ -3,7 +3,7 @@ import math
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -283,3 +283,25 @@ def test_ramp_up_and_its_seed_alias_cannot_disagree() -> None:
         LoadTestConfig(1, total_requests=1, ramp_up=1.0, ramp_up_duration=2.0)
     with pytest.raises(ConfigError, match=r"LoadTestConfig\(ramp_up_duration=-1.0\): expected a finite number"):
         LoadTestConfig(1, total_requests=1, ramp_up_duration=-1.0)
+
+
+def test_a_cpu_share_over_a_too_short_interval_is_not_reported_as_measured() -> None:
+    from rfobs.perf._loadtest import _resource_sample  # pyright: ignore[reportPrivateUsage]
+
+    class Process:
+        def __init__(self) -> None:
+            self.cpu = [40.0, 422.0]  # psutil's share since the previous call: huge over a few microseconds
+
+        def cpu_percent(self, interval: None) -> float:
+            return self.cpu.pop(0)
+
+        def memory_info(self) -> Any:
+            return type("Memory", (), {"rss": 1024})()
+
+    process, now = Process(), [10.5]
+    samples: list[dict[str, Any]] = []
+    samples.append(_resource_sample(process, lambda: now[0], 10.0, samples))
+    now[0] = 10.50001
+    samples.append(_resource_sample(process, lambda: now[0], 10.0, samples))
+    assert [s["cpu_percent"] for s in samples] == [40.0, 40.0]
+    assert process.cpu == []  # the short interval's figure was read (and so reset) but not reported

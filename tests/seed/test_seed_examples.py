@@ -328,3 +328,36 @@ def test_docker_healthcheck_line_passes_against_the_health_server(workdir: Path)
 
     assert_ran(run)
     assert run.facts["rc"] == 0
+
+
+def test_production_agent_with_its_variables_missing_exits_1_listing_them(workdir: Path) -> None:
+    # The seed's deployment sets ENV=production; DATABASE_URL and the API keys are not set.
+    env = {"ENV": "production", "REDIS_URL": SECRETS["REDIS_URL"], "VAULT_URL": SECRETS["VAULT_URL"]}
+    run, _, _ = run_example("production_agent.py", workdir, env=env)
+
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    for variable in ("DATABASE_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        assert variable in run.stderr, run.stderr
+    assert "redis-Pa55word-7" not in run.stderr
+    assert run.printed == []  # it stopped before any work
+
+
+def test_final_validation_prints_every_problem_of_an_invalid_environment(workdir: Path) -> None:
+    script = (EXAMPLES / "final_validation.sh").read_text(encoding="utf-8")
+    (validate,) = [block for block in script.split("\n\n") if block.startswith("# Validate")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        ["bash", "-c", validate],
+        cwd=workdir,
+        env={**env, "PATH": f"{bin_dir}:{env['PATH']}", "ENV": "production", "RFOBS_METRICS__PROMETHEUS_PORT": "x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # The seed's line discards the result, so the shell sees 0; the problems are printed, without a traceback.
+    # (`python -c "import sys, rfobs; sys.exit(not rfobs.validate_startup_environment())"` exits 1.)
+    assert "Traceback" not in result.stderr
+    for problem in ("DATABASE_URL", "OPENAI_API_KEY", "metrics.prometheus_port"):
+        assert problem in result.stderr, result.stderr
