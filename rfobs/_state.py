@@ -42,12 +42,18 @@ class ActiveState:
         namespace: The metric namespace (`metrics.namespace`).
         health_checker: The `rfobs.health.HealthChecker` built from the settings.
         prometheus_registry: The `prometheus_client` registry rfobs's metrics are exposed through.
+        limiter_backend: The `RateLimitBackend` of limiters given none (`ratelimit.backend=redis`), or None for
+            their own in-process one.
+        breaker_backend: The `BreakerBackend` of breakers given none (`breaker.backend=redis`), or None for the
+            in-process default.
     """
 
     settings: Settings | None = None
     namespace: str = DEFAULT_NAMESPACE
     health_checker: Any = None
     prometheus_registry: Any = None
+    limiter_backend: Any = None
+    breaker_backend: Any = None
 
 
 _INACTIVE: Final = ActiveState()

@@ -17,7 +17,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rfobs"
 # Layers that must never import the ones named: the decorator core and the policies know the OTel API and
 # the exceptions, not how the SDK is set up; the process-wide state sits below everything.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "rfobs.instrument": ("rfobs.sdk", "rfobs.config", "rfobs._pipeline", "rfobs.health", "rfobs.cli", "rfobs.perf"),
+    "rfobs.instrument": (
+        "rfobs.sdk",
+        "rfobs.config",
+        "rfobs._pipeline",
+        "rfobs.health",
+        "rfobs.cli",
+        "rfobs.perf",
+        "rfobs.fleet",
+    ),
+    # The fleet's backends plug into the policies and are wired by the SDK, never the other way up.
+    "rfobs.fleet": ("rfobs.sdk", "rfobs.config", "rfobs._pipeline", "rfobs.cli", "rfobs.perf"),
     "rfobs.health": ("rfobs.sdk", "rfobs._pipeline", "rfobs.cli"),
     "rfobs.perf": ("rfobs.sdk", "rfobs._pipeline"),
 }
