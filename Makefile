@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/bench_shutdown.py
 	$(BIN)/python benchmarks/perf_harness.py
+	$(BIN)/python benchmarks/bench_fleet.py
 
 clean:
 	rm -rf $(VENV) .rfobs .pytest_cache .ruff_cache .coverage

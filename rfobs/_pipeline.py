@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from rfobs._processor import BoundedBatchLogProcessor, BoundedBatchSpanProcessor
     from rfobs._prometheus import MetricsEndpoint
+    from rfobs.fleet.wiring import Fleet
     from rfobs.health.checker import HealthChecker
 
 __all__ = ["Pipeline", "build_pipeline", "installed", "serve_metrics"]
@@ -48,6 +49,8 @@ class Pipeline:
     health: HealthChecker | None = None
     health_url: str | None = None
     prometheus_registry: CollectorRegistry | None = None
+    fleet: Fleet | None = None
+    """The Redis store and default backends when `ratelimit.backend` or `breaker.backend` is `redis`."""
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
@@ -56,6 +59,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
     configure_scrubbing(settings)  # sdk.scrub_patterns and the text size limits
     pipeline = Pipeline()
+    # Shared limits are behaviour, not telemetry: wired even when the SDK is disabled.
+    _add_fleet(settings, pipeline)
     if settings.sdk.disabled:
         return pipeline
     _process.import_before_providers()
@@ -231,10 +236,22 @@ def serve_metrics(
     return endpoint
 
 
+def _add_fleet(settings: Settings, pipeline: Pipeline) -> None:
+    if settings.ratelimit.backend == "memory" and settings.breaker.backend == "memory":
+        return  # rfobs.fleet (and redis-py) are not imported at all
+    from rfobs.fleet.wiring import start_fleet
+
+    pipeline.fleet = fleet = start_fleet(settings)
+    if fleet is not None:
+        pipeline.closers.append((fleet.close, None))
+
+
 def _add_health(settings: Settings, pipeline: Pipeline) -> None:
     from rfobs.health.setup import build_health_checker
 
     pipeline.health = checker = build_health_checker(settings)
+    if pipeline.fleet is not None:
+        pipeline.fleet.register_check(checker)
     if not settings.health.server_enabled:
         return
     from rfobs.health.server import HealthServer

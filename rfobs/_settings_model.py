@@ -22,11 +22,14 @@ __all__ = [
     "BUILT_IN_CHECKS",
     "ENVIRONMENTS",
     "GROUPS",
+    "BreakerSettings",
     "HealthSettings",
     "Invalid",
     "LoggingSettings",
     "MetricsSettings",
     "OtlpSettings",
+    "RateLimitSettings",
+    "RedisSettings",
     "SdkSettings",
     "ServiceSettings",
     "Settings",
@@ -253,6 +256,46 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """The Redis that fleet-wide rate limiters and circuit breakers share (`pip install 'rfobs[redis]'`)."""
+
+    url: str | None = _setting(None, parsers.optional(parsers.redis_url))
+    """`redis://`, `rediss://` or `unix://` URL; a secret: rfobs never prints its password. None: no Redis."""
+    max_connections: int = _setting(50, parsers.integer(1, 100_000))
+    """Connections per client pool (one sync pool, one per event loop)."""
+    timeout_ms: int = _setting(50, parsers.integer(1, 60_000))
+    """Milliseconds one command may take: the longest a call ever waits on Redis."""
+    connect_timeout_ms: int = _setting(200, parsers.integer(1, 60_000))
+    """Milliseconds to open a connection."""
+    key_prefix: str = _setting("rfobs", parsers.string)
+    """First part of every key rfobs writes (`rfobs:rl:{name:key}`)."""
+    retry_after: float = _setting(1.0, parsers.number(0.01, 3600.0))
+    """Seconds calls stay off Redis after a failure (answered by the fault policy) before one call tries again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Where rate limiters given no `backend=` keep their state."""
+
+    backend: str = _setting("memory", parsers.choice("memory", "redis"))
+    """memory (each process its own limit) | redis (one limit for the fleet; needs `redis.url`)."""
+    on_failure: str = _setting("fail_open", parsers.choice("fail_open", "fail_closed", "local"))
+    """Without Redis: fail_open (allow, counted) | fail_closed (reject) | local (an in-process share)."""
+    local_share: float = _setting(0.25, parsers.above(0.0, 1.0))
+    """Fraction of the global rate the in-process fallback allows (`on_failure = local`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """Where circuit breakers given no `backend=` keep their state."""
+
+    backend: str = _setting("memory", parsers.choice("memory", "redis"))
+    """memory (each process its own breaker) | redis (one breaker for the fleet; needs `redis.url`)."""
+    on_failure: str = _setting("local", parsers.choice("fail_open", "fail_closed", "local"))
+    """Without Redis: local (the in-process breaker) | fail_open (allow the call) | fail_closed (refuse it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All rfobs settings, validated. Build with `rfobs.load_config()`; never mutated."""
 
@@ -266,6 +309,9 @@ class Settings:
     sdk: SdkSettings = field(default_factory=SdkSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
     """Where each non-default value came from, by dotted key."""
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -320,6 +366,9 @@ GROUPS: Final[Mapping[str, type[Any]]] = MappingProxyType(
         "sdk": SdkSettings,
         "health": HealthSettings,
         "timeouts": TimeoutSettings,
+        "redis": RedisSettings,
+        "ratelimit": RateLimitSettings,
+        "breaker": BreakerSettings,
     }
 )
 
@@ -347,4 +396,8 @@ def check_relations(groups: Mapping[str, Any]) -> list[tuple[str, object, str]]:
     if unknown := [name for name in health.critical_dependencies if name not in health.dependencies]:
         known = ", ".join(health.dependencies) or "none are set"
         broken.append(("health.critical_dependencies", unknown, f"names from health.dependencies ({known})"))
+    redis = cast(RedisSettings, groups["redis"])
+    for group in ("ratelimit", "breaker"):
+        if cast("RateLimitSettings | BreakerSettings", groups[group]).backend == "redis" and redis.url is None:
+            broken.append((f"{group}.backend", "redis", "memory, or redis with redis.url set (redis.url is not set)"))
     return broken

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, cast
 
-from rfobs._secrets import Secret, compile_secret_pattern
+from rfobs._secrets import REDACTED, Secret, compile_secret_pattern, redact_url, scrub_text
+from rfobs._settings_sections import SecretText
 
 __all__ = [
     "Invalid",
@@ -33,6 +34,7 @@ __all__ = [
     "optional",
     "otlp_headers",
     "pairs",
+    "redis_url",
     "scrub_patterns",
     "secret_pairs",
     "string",
@@ -148,6 +150,34 @@ def url(value: Any) -> str:
         # Credentials in a URL end up in logs and dumps; headers are redacted everywhere.
         raise Invalid("a URL without credentials: put them in otlp.headers (redacted everywhere)")
     return value.strip().rstrip("/")
+
+
+def redis_url(value: Any) -> SecretText:
+    """A `redis://`, `rediss://` (TLS) or `unix://` URL, kept as `SecretText`: its password is never shown.
+
+    The program reads the real URL; rfobs shows it with its password and secret-looking query values as `***`.
+    """
+    allowed = "a redis://host:port/db, rediss://host:port/db or unix:///path/to/redis.sock URL"
+    if not isinstance(value, str):
+        raise Invalid(allowed)
+    text = value.strip()
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        shown = scrub_text(redact_url(text))
+    except ValueError:
+        raise Invalid(allowed) from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise Invalid(allowed)
+    elif parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise Invalid(allowed)
+    if parts.path.strip("/") and parts.scheme != "unix" and not parts.path.strip("/").isdigit():
+        raise Invalid(f"{allowed} (the path is a database number)")
+    if parts.username and parts.password is None:
+        # `redis://secret@host`: a lone user-info part is often the password itself.
+        shown = text.replace(f"{parts.username}@", f"{REDACTED}@", 1)
+    return SecretText(text, shown)
 
 
 def pairs(value: Any) -> dict[str, str]:

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "ActiveState",
     "activate",
+    "active",
     "current",
     "deactivate",
     "last_loaded_settings",
@@ -57,7 +58,8 @@ class ActiveState:
 
 
 _INACTIVE: Final = ActiveState()
-_current = _INACTIVE
+active: ActiveState = _INACTIVE
+"""The active state; `current()` returns it. Hot paths read this attribute directly (a call costs ~40 ns)."""
 _last_loaded: Settings | None = None
 _resetters: list[Callable[[], None]] = []
 _lock = threading.Lock()
@@ -73,19 +75,19 @@ os.register_at_fork(after_in_child=_new_lock_in_child)
 
 def current() -> ActiveState:
     """The state of the active `init()` (one attribute read: cheap enough for any path)."""
-    return _current
+    return active
 
 
 def activate(state: ActiveState) -> None:
     """Make `state` the active one (`rfobs.init()`)."""
-    global _current
-    _current = state
+    global active
+    active = state
 
 
 def deactivate() -> None:
     """Back to no active `init()` (`shutdown()`)."""
-    global _current
-    _current = _INACTIVE
+    global active
+    active = _INACTIVE
 
 
 def note_loaded_settings(settings: Settings) -> None:

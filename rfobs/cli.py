@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=_positive_int, default=3, help="agents working at once (default 3)")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
     demo.add_argument("--env", default=None, help="settings environment (default: RFOBS_ENV or development)")
+    demo.add_argument(
+        "--redis", metavar="URL", default=None, help="share the rate limit and circuit breaker through this Redis"
+    )
     demo.set_defaults(run=_demo)
 
     traces = commands.add_parser("traces", help="show the local trace file as span trees")
@@ -358,7 +361,7 @@ def _traces(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from rfobs.demo import run_command
 
-    return run_command(args.duration, concurrency=args.concurrency, seed=args.seed, env=args.env)
+    return run_command(args.duration, concurrency=args.concurrency, seed=args.seed, env=args.env, redis=args.redis)
 
 
 if __name__ == "__main__":

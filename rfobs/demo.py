@@ -2,7 +2,8 @@
 
 Latency varies and calls fail on purpose, so the traces and metrics have something to show: retries of dropped
 connections, timeouts, a shared rate limit on the search API, a circuit breaker that opens while the second
-search backend has an outage and closes after it, and an LLM call with token counts.
+search backend has an outage and closes after it, and an LLM call with token counts. With `--redis URL` the
+limiter and the breaker keep their state in Redis, shared by every demo running against it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import rfobs
 from rfobs.instrument import CircuitBreaker, RateLimiter, RetryPolicy
@@ -187,6 +188,11 @@ def opening_lines(telemetry: Telemetry, concurrency: int, duration: float) -> li
         lines.append(f"  health:   {telemetry.health_url}/health (while the demo runs)")
     traces_to = os.path.abspath(telemetry.trace_file) if telemetry.trace_file else settings.otlp.endpoint
     lines.append(f"  traces:   {traces_to or 'not kept'} ({settings.trace_exporter})")
+    on_redis = [name for name in ("ratelimit", "breaker") if settings[name].backend == "redis"]
+    if on_redis and settings.redis.url is not None:
+        what = {"ratelimit": "limiters", "breaker": "breakers"}
+        shared = " and ".join(what[name] for name in on_redis)
+        lines.append(f"  fleet:    {shared} on {settings.redis.url!r} (prefix {settings.redis.key_prefix!r})")
     return lines
 
 
@@ -213,12 +219,26 @@ def closing_lines(telemetry: Telemetry, *, delivered: bool) -> list[str]:
     return lines
 
 
-def run_command(duration: float, *, concurrency: int = 3, seed: int | None = None, env: str | None = None) -> int:
-    """`rfobs demo`: run the workload under `rfobs.init()`, show progress, then say where to look. Returns 0 or 1."""
+def run_command(
+    duration: float,
+    *,
+    concurrency: int = 3,
+    seed: int | None = None,
+    env: str | None = None,
+    redis: str | None = None,
+) -> int:
+    """`rfobs demo`: run the workload under `rfobs.init()`, show progress, then say where to look. Returns 0 or 1.
+
+    `redis`: a Redis URL the demo's limiters and breakers share (`ratelimit.backend` and `breaker.backend` =
+    redis), so that several demos at once share one rate limit and one view of the failing backend.
+    """
     from rfobs.exceptions import ConfigError
 
+    fleet: dict[str, Any] = {}
+    if redis is not None:
+        fleet = {"redis": {"url": redis}, "ratelimit": {"backend": "redis"}, "breaker": {"backend": "redis"}}
     try:
-        telemetry = rfobs.init(env, service={"name": "research-agent-demo"}, logging={"enabled": False})
+        telemetry = rfobs.init(env, service={"name": "research-agent-demo"}, logging={"enabled": False}, **fleet)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1

@@ -308,13 +308,16 @@ def _start_locked(settings: Settings) -> Telemetry:
     _workers.set_max_abandoned_threads(settings.timeouts.max_abandoned_threads)
     # Filled before the providers exist: the decorators read the namespace as soon as they see them.
     _state.activate(_state.ActiveState(settings=settings, namespace=settings.metrics.namespace))
-    _active = Telemetry(settings, build_pipeline(settings))
+    pipeline = build_pipeline(settings)
+    _active = Telemetry(settings, pipeline)
     _state.activate(
         _state.ActiveState(
             settings=settings,
             namespace=settings.metrics.namespace,
             health_checker=_active.health,
             prometheus_registry=_active.prometheus_registry,
+            limiter_backend=pipeline.fleet.limiter_backend if pipeline.fleet else None,
+            breaker_backend=pipeline.fleet.breaker_backend if pipeline.fleet else None,
         )
     )
     return _active

@@ -6,5 +6,17 @@ number of limiters and breakers in it, each decision one Lua script on Redis ser
 """
 
 from rfobs.fleet._store import RedisStore, Script, StoreUnavailable
+from rfobs.fleet.breaker import BreakerFaultPolicy, RedisBreakerBackend
+from rfobs.fleet.health import RedisCheck
+from rfobs.fleet.limiter import LimiterFaultPolicy, RedisRateLimitBackend
 
-__all__ = ["RedisStore", "Script", "StoreUnavailable"]
+__all__ = [
+    "BreakerFaultPolicy",
+    "LimiterFaultPolicy",
+    "RedisBreakerBackend",
+    "RedisCheck",
+    "RedisRateLimitBackend",
+    "RedisStore",
+    "Script",
+    "StoreUnavailable",
+]

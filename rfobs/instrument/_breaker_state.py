@@ -1,8 +1,10 @@
 """A circuit breaker's state: the record a backend stores, the backends, and the rules that move the record.
 
 `Rules` is the state machine, pure: each method changes a `BreakerRecord` in place and says which transition it
-made, with no clock reads, I/O or telemetry, so a backend may run it inside its own transaction (and run it again
-on a conflict). `CircuitBreaker` reads the clock, calls the backend and reports what changed.
+made, with no clock reads, I/O or telemetry. `BreakerBackend` is four explicit operations (enter, settle, reset,
+state) that a store implements atomically: `MemoryBreakerBackend` runs `Rules` under its lock, and a networked
+store runs a script that mirrors `Rules` (`rfobs.fleet.RedisBreakerBackend`). `CircuitBreaker` reads the clock,
+calls the backend and reports what changed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 __all__ = [
     "CLOSED",
@@ -22,15 +24,14 @@ __all__ = [
     "STATES",
     "SUCCESS",
     "Admission",
+    "AsyncBreakerBackend",
     "BreakerBackend",
     "BreakerRecord",
     "MemoryBreakerBackend",
     "Move",
     "Rules",
-    "read_state",
+    "Ticket",
 ]
-
-T = TypeVar("T")
 
 CLOSED: Final = "closed"
 OPEN: Final = "open"
@@ -44,8 +45,11 @@ NEUTRAL: Final = 2
 
 Move = tuple[str, str]
 """A transition: (from state, to state)."""
-Admission = tuple["int | None", float, "Move | None"]
-"""(generation admitted in, or None if refused; seconds until a probe is let through, 0 when refused while
+Ticket = int | str
+"""What `enter` hands an admitted call and `settle` takes back: opaque to the breaker (the memory backend's is the
+generation the call was admitted in; a networked store's may also name the call's probe lease)."""
+Admission = tuple["Ticket | None", float, "Move | None"]
+"""(the admitted call's ticket, or None if refused; seconds until a probe is let through, 0 when refused while
 half-open; the transition made on the way)."""
 
 
@@ -76,18 +80,42 @@ class BreakerRecord:
 
 
 class BreakerBackend(Protocol):
-    """Where breaker state lives. One method: apply a change to a named record atomically.
+    """Where breaker state lives: the four operations a breaker makes, each atomic on the record of breaker `name`.
 
-    `change` mutates the record in place and returns a value, which `transact` returns. It is pure apart from
-    that (no I/O, no clock reads), so a store that detects a conflicting writer may re-read the record and call
-    it again: a Redis store can WATCH the key, read, apply `change`, and write with MULTI/EXEC. The breaker calls
-    `transact` twice per call (admission, outcome) and once per `state` read. The method is synchronous, also under
-    asyncio: a networked store should keep it to one round trip, and give records in flight a lifetime so probes
-    of a crashed process do not hold their half-open slots for ever.
+    A missing record is a closed breaker with nothing counted; a backend never writes one just because a breaker
+    was created (a new process must not reset shared state). `rules` is the breaker's `Rules` (the thresholds;
+    `classify` stays in the caller) and `now` its clock, which a store with a clock of its own may ignore. The
+    breaker calls `enter` and `settle` once per call, `reset` on `CircuitBreaker.reset()` and `state` when the
+    state is read (the gauge, `CircuitBreaker.state`). A backend that also has the `AsyncBreakerBackend` methods
+    is awaited in the breaker's async paths.
     """
 
-    def transact(self, name: str, change: Callable[[BreakerRecord], T]) -> T:
-        """Apply `change` to the record of breaker `name` (created closed if missing) atomically; return its result."""
+    def enter(self, name: str, rules: Rules, now: float) -> Admission:
+        """Admit a call or refuse it (an open breaker whose pause has passed moves to half-open first)."""
+        ...
+
+    def settle(self, name: str, rules: Rules, ticket: Ticket, outcome: int, now: float) -> Move | None:
+        """Count the outcome (`SUCCESS`, `FAILURE`, `NEUTRAL`) of the call admitted with `ticket`."""
+        ...
+
+    def reset(self, name: str, rules: Rules, now: float) -> Move | None:
+        """Close the breaker and forget what was counted."""
+        ...
+
+    def state(self, name: str, rules: Rules, now: float) -> str:
+        """The stored state: "closed", "open" or "half_open"."""
+        ...
+
+
+class AsyncBreakerBackend(Protocol):
+    """The optional awaitable operations of a `BreakerBackend` (same meaning), for stores reached over a network."""
+
+    async def enter_async(self, name: str, rules: Rules, now: float) -> Admission:
+        """`BreakerBackend.enter`, awaited."""
+        ...
+
+    async def settle_async(self, name: str, rules: Rules, ticket: Ticket, outcome: int, now: float) -> Move | None:
+        """`BreakerBackend.settle`, awaited."""
         ...
 
 
@@ -98,18 +126,33 @@ class MemoryBreakerBackend:
         self._lock = threading.Lock()
         self._records: dict[str, BreakerRecord] = {}
 
-    def transact(self, name: str, change: Callable[[BreakerRecord], T]) -> T:
-        """Apply `change` to the record of breaker `name` under the lock."""
+    def enter(self, name: str, rules: Rules, now: float) -> Admission:
+        """`Rules.enter` on the record of breaker `name`, under the lock."""
         with self._lock:
-            record = self._records.get(name)
-            if record is None:
-                record = self._records[name] = BreakerRecord()
-            return change(record)
+            return rules.enter(self._record(name), now)
 
+    def settle(self, name: str, rules: Rules, ticket: Ticket, outcome: int, now: float) -> Move | None:
+        """`Rules.settle` on the record of breaker `name`, under the lock (a ticket not issued here is ignored)."""
+        if not isinstance(ticket, int):
+            return None
+        with self._lock:
+            return rules.settle(self._record(name), ticket, outcome, now)
 
-def read_state(record: BreakerRecord) -> str:
-    """The record's state (a `transact` change that changes nothing)."""
-    return record.state
+    def reset(self, name: str, rules: Rules, now: float) -> Move | None:
+        """`Rules.reset` on the record of breaker `name`, under the lock."""
+        with self._lock:
+            return rules.reset(self._record(name), now)
+
+    def state(self, name: str, rules: Rules, now: float) -> str:
+        """The record's state (a missing record is closed and is not created)."""
+        record = self._records.get(name)
+        return CLOSED if record is None else record.state
+
+    def _record(self, name: str) -> BreakerRecord:
+        record = self._records.get(name)
+        if record is None:
+            record = self._records[name] = BreakerRecord()
+        return record
 
 
 class Rules:

@@ -1,22 +1,118 @@
-"""How calls go through a `RateLimiter`: the key of each call, a decorated function's cost, and `slot()` blocks.
+"""How calls go through a `RateLimiter`: the backend of each call, its key, a function's cost, and `slot()` blocks.
 
 A decorated call, like a `slot()` block, reports its latency and outcome to the limiter when the limiter is
-adaptive; a plain `with limiter:` block cannot, as it sees no outcome of its own.
+adaptive; a plain `with limiter:` block cannot, as it sees no outcome of its own. A limiter given no backend
+follows the process-wide default (`rfobs._state.current().limiter_backend`, set by `rfobs.init()`), found again
+only when the active state changes: one identity check per call.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, cast
 
+from rfobs import _check, _state
 from rfobs.exceptions import ConfigError
+from rfobs.instrument._adaptive import Adaptive
+from rfobs.instrument._clock import Clock
+from rfobs.instrument.backends import Algorithm, Limit, MemoryBackend, RateLimitBackend
 
 if TYPE_CHECKING:
     from rfobs.instrument.ratelimit import RateLimiter
 
-__all__ = ["Bound", "KeyFunc", "Slot", "key_getter"]
+__all__ = [
+    "ALGORITHMS",
+    "MODES",
+    "Bound",
+    "KeyFunc",
+    "Mode",
+    "RateLimitOptions",
+    "Route",
+    "Slot",
+    "checked_options",
+    "key_getter",
+]
+
+Mode = Literal["wait", "reject"]
+ALGORITHMS: Final[tuple[Algorithm, ...]] = ("token_bucket", "sliding_window")
+MODES: Final[tuple[Mode, ...]] = ("wait", "reject")
+
+AsyncAcquire = Callable[[Limit, Hashable, float, float, float], Awaitable[float]]
+AsyncRefund = Callable[[Limit, Hashable, float, float], Awaitable[None]]
+
+
+class RateLimitOptions(TypedDict, total=False):
+    """The keyword arguments of `RateLimiter`, `@rate_limit` and `RateLimiter.copy` (see `RateLimiter`)."""
+
+    burst: float | None
+    algorithm: Algorithm
+    name: str | None
+    key: str | KeyFunc | None
+    mode: Mode
+    max_wait: float | None
+    adaptive: bool | Adaptive
+    backend: RateLimitBackend | None
+    clock: Clock | None
+
+
+def checked_options(
+    owner: str, mode: str, options: Mapping[str, Any]
+) -> tuple[str | None, str | KeyFunc | None, float | None, bool | Adaptive]:
+    """A `RateLimiter`'s `name`, `key`, `max_wait` and `adaptive` options, checked.
+
+    Raises:
+        ConfigError: One is invalid, or `max_wait` is given in reject mode.
+    """
+    name = options.get("name")
+    if name is not None:
+        name = _check.text(owner, "name", name, "a non-empty string (the metric label), or None")
+    key = options.get("key")
+    if key is not None and not isinstance(key, str):
+        _check.function(owner, "key", key, "an argument name, a function of (args, kwargs), or None")
+    max_wait = options.get("max_wait")
+    if max_wait is not None:
+        if mode == "reject":
+            raise ConfigError(f"{owner}(max_wait={max_wait!r}): max_wait applies to mode='wait' only")
+        max_wait = _check.number(
+            owner, "max_wait", max_wait, ge=0, finite=False, allowed="seconds >= 0, or None for no limit"
+        )
+    adaptive: object = options.get("adaptive", False)
+    if not isinstance(adaptive, bool | Adaptive):
+        raise _check.bad(owner, "adaptive", adaptive, "True, False or an Adaptive(...)")
+    return name, cast("str | KeyFunc | None", key), max_wait, adaptive
+
+
+class Route:
+    """Where one limiter's calls go now: its own memory store, or a shared backend (and its async methods).
+
+    Attributes:
+        state: The `_state.current()` this route was found for (None: a backend given explicitly, never re-routed).
+        own: The limiter's own `MemoryBackend` when calls go there (one lock covers decision and count), else None.
+        backend: The backend calls go to.
+        acquire_async: The backend's `acquire_async`, or None when it has none.
+        refund_async: The backend's `refund_async`, or None.
+    """
+
+    __slots__ = ("acquire_async", "backend", "own", "refund_async", "state")
+
+    def __init__(self, state: _state.ActiveState | None, backend: RateLimitBackend, own: MemoryBackend | None) -> None:
+        self.state, self.backend, self.own = state, backend, own
+        self.acquire_async: AsyncAcquire | None = _coroutine_method(backend, "acquire_async")
+        self.refund_async: AsyncRefund | None = _coroutine_method(backend, "refund_async")
+
+    @classmethod
+    def follow(cls, state: _state.ActiveState, own: MemoryBackend) -> Route:
+        """The route of a limiter given no backend: the process-wide default of `state`, or `own`."""
+        shared = cast("RateLimitBackend | None", state.limiter_backend)
+        return cls(state, own, own) if shared is None else cls(state, shared, None)
+
+
+def _coroutine_method(backend: object, name: str) -> Any:
+    method = getattr(backend, name, None)
+    return method if inspect.iscoroutinefunction(method) else None
+
 
 KeyFunc = Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
 """Computes a call's key from its positional and keyword arguments."""

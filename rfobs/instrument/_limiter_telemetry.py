@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 from rfobs.instrument import _telemetry as t
 
-__all__ = ["Decisions", "annotate", "decision_labels", "tally_for"]
+__all__ = ["Decisions", "annotate", "decision_labels", "note_fallback", "tally_for"]
 
 Decisions = tuple[t.Labels, t.Labels, t.Labels]
 """The metric labels of the three decisions, in the order of a tally: allowed, delayed, rejected."""
@@ -60,4 +60,21 @@ def annotate(limiter: str, wait: float) -> None:
                 t.RATE_LIMIT_WAIT: 0.0,
                 t.RATE_LIMIT_RETRY_AFTER: -wait,
             },
+        )
+
+
+def note_fallback(limiter: str, policy: str, reason: str) -> None:
+    """Count a decision a shared backend made without its store, and put a `rate_limit.fallback` event on the span.
+
+    Counted as `rate_limit_requests{limiter, decision="fallback"}`, next to the decision's own outcome.
+    """
+    instruments = t.current()
+    if instruments is None:
+        return
+    instruments.rate_limit_counts.add((("limiter", limiter), ("decision", "fallback")))
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(
+            t.RATE_LIMIT_FALLBACK_EVENT,
+            {t.RATE_LIMIT_NAME: limiter, t.RATE_LIMIT_POLICY: policy, t.RATE_LIMIT_FALLBACK_REASON: reason},
         )

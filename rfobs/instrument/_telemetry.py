@@ -72,6 +72,9 @@ RATE_LIMIT_NAME: Final = "rfobs.rate_limit.limiter"
 RATE_LIMIT_DECISION: Final = "rfobs.rate_limit.decision"
 RATE_LIMIT_WAIT: Final = "rfobs.rate_limit.wait_s"
 RATE_LIMIT_RETRY_AFTER: Final = "rfobs.rate_limit.retry_after_s"
+RATE_LIMIT_FALLBACK_EVENT: Final = "rate_limit.fallback"
+RATE_LIMIT_POLICY: Final = "rfobs.rate_limit.policy"
+RATE_LIMIT_FALLBACK_REASON: Final = "rfobs.rate_limit.reason"
 BREAKER_EVENT: Final = "circuit_breaker.transition"
 BREAKER_NAME: Final = "rfobs.circuit_breaker.name"
 BREAKER_FROM: Final = "rfobs.circuit_breaker.from_state"
@@ -79,6 +82,9 @@ BREAKER_TO: Final = "rfobs.circuit_breaker.to_state"
 BREAKER_REJECTED_EVENT: Final = "circuit_breaker.rejected"
 BREAKER_STATE: Final = "rfobs.circuit_breaker.state"
 BREAKER_RETRY_AFTER: Final = "rfobs.circuit_breaker.retry_after_s"
+BREAKER_FALLBACK_EVENT: Final = "circuit_breaker.fallback"
+BREAKER_POLICY: Final = "rfobs.circuit_breaker.policy"
+BREAKER_REASON: Final = "rfobs.circuit_breaker.fallback_reason"
 
 # The GenAI semantic conventions' advisory buckets for token counts and operation durations.
 TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -208,6 +214,11 @@ class Instruments:
         self.rate_limit_counts = self._counter(meter, f"{ns}.rate_limit_requests", "Rate-limiter decisions.")
         self.breaker_transitions = self._counter(
             meter, f"{ns}.circuit_breaker_state_transitions", "Circuit breaker state changes."
+        )
+        self.breaker_fallbacks = self._counter(
+            meter,
+            f"{ns}.circuit_breaker_fallbacks",
+            "Circuit breaker decisions made without the shared store (Redis), by fault policy.",
         )
         self.health_counts = self._counter(meter, f"{ns}.health_checks", "Health check runs, by check and status.")
         meter.create_observable_gauge(

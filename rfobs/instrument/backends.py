@@ -1,16 +1,17 @@
 """Where rate-limiter state lives: the backend protocol, the arithmetic of the two algorithms, and the memory store.
 
 A backend answers one question atomically: may `cost` units for `key` go at `now`, and if not, when? It answers
-with one number, so a Redis backend can answer it from a Lua script (`EVALSHA` returning a float) with the same
+with one number, so a Redis backend can answer it from a Lua script (`EVALSHA` returning a number) with the same
 arithmetic as the memory backend here:
 
 - `0.0`: admitted now; the units are taken.
-- `w > 0`: a slot is *reserved* `w` seconds from now; the caller sleeps `w` seconds and then goes. Reservations are
-  handed out in arrival order, so waiters are admitted first come, first served, each after exactly one sleep.
+- `w > 0`: not now. A token bucket *reserves* a slot `w` seconds ahead (its level goes negative, a debt paid back
+  by the refill, as in the generic cell rate algorithm): the caller sleeps `w` once and goes, so waiters are
+  admitted first come, first served. A sliding window takes nothing: the caller sleeps `w` and asks again, so
+  "never more than `limit` in any window" holds at the moment each admission is granted.
 - `-r < 0`: refused (the wait `r` would exceed `max_wait`); nothing is taken; `r` is the retry-after estimate.
 
-Both algorithms reserve ahead. A token bucket lets its level go negative (a debt paid back by the refill, as in the
-generic cell rate algorithm); a sliding log records the future admission time, which never precedes an earlier one.
+The `key` a limiter passes is its name for a global limit, or `(name, key)` for a per-key one (`split_slot`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "TokenBucket",
     "check_backend",
     "limit_of",
+    "split_slot",
 ]
 
 _NO_KEY: Final = object()
@@ -74,8 +76,9 @@ class SlidingWindow:
     """At most `limit` units in any `window` seconds, exactly: a log of admission times (a sliding log).
 
     An admission at time `a` counts in every window `(t - window, t]` with `a` inside, so no half-open interval
-    of `window` seconds ever holds more than `limit` units. Memory per key is one entry per admission still in
-    the window (at most `limit` entries for unit costs).
+    of `window` seconds ever holds more than `limit` units. Admissions are logged when they are granted, never
+    ahead (no reservations): a caller told to wait asks again after the wait. Memory per key is one entry per
+    admission still in the window (at most `limit` entries for unit costs).
 
     Attributes:
         limit: Units admitted per window.
@@ -186,37 +189,32 @@ class _Log:
     def take(self, cost: float, now: float, max_wait: float) -> float:
         limit, entries = self.limit, self.entries
         window = limit.window
+        if entries and entries[-1][0] > now:
+            # A caller that read the clock before another took the lock: log it no earlier than the last one, so
+            # the log stays sorted and the entry leaves no sooner than the admission it follows.
+            now = entries[-1][0]
         horizon = now - window
         while entries and entries[0][0] <= horizon:
             self.total -= entries.popleft()[1]
         if not entries:
             self.total = 0.0
-        at = now
-        if entries and entries[-1][0] > now:
-            at = entries[-1][0]  # never admit ahead of a reservation: its window was computed without us
         # A cost above a lowered (adaptive) limit still goes through, alone in its window.
         excess = self.total + cost - max(limit.limit, cost)
-        if excess > _EPSILON:
-            dropped = 0.0
-            for admitted, units in entries:
-                dropped += units
-                if dropped >= excess - _EPSILON:
-                    at = max(at, admitted + window)
-                    break
-        wait = at - now
-        if wait > max_wait:
-            return -wait
-        entries.append((at, cost))
-        self.total += cost
-        return wait
+        if excess <= _EPSILON:
+            entries.append((now, cost))
+            self.total += cost
+            return 0.0
+        wait = window  # not reached: the entries hold more than the excess
+        dropped = 0.0
+        for admitted, units in entries:
+            dropped += units
+            if dropped >= excess - _EPSILON:
+                wait = admitted + window - now
+                break
+        return -wait if wait > max_wait else wait
 
     def give_back(self, cost: float, at: float) -> None:
-        for index in range(len(self.entries) - 1, -1, -1):
-            admitted, units = self.entries[index]
-            if units == cost and math.isclose(admitted, at, rel_tol=0.0, abs_tol=1e-6):
-                del self.entries[index]
-                self.total -= units
-                return
+        del cost, at  # a sliding window never reserves: a waiter that gives up took nothing
 
     def free_at(self) -> float:
         return self.entries[-1][0] + self.limit.window if self.entries else -math.inf
@@ -227,16 +225,19 @@ class RateLimitBackend(Protocol):
 
     `now` is the caller's monotonic clock reading. A backend shared between processes (Redis) may use its own
     clock instead (Redis `TIME`), since the answer is relative to the moment of the call. A backend that cannot
-    reach its store admits the call (returns 0.0), logs, and counts the failure: rfobs never fails a call because
-    a store is down (DESIGN decision 2).
+    reach its store decides by its own fault policy and counts the fallback; it never raises for it.
+
+    A backend may also have `acquire_async` and `refund_async`, coroutine functions with the same arguments:
+    the limiter awaits them in its async paths, so a round trip to a store never blocks the event loop.
     """
 
     def acquire(self, limit: Limit, key: Hashable, cost: float, now: float, max_wait: float) -> float:
         """Take or reserve `cost` units for `key` under `limit`.
 
         Returns:
-            0.0 when admitted now, `w > 0` when a slot is reserved `w` seconds ahead, or `-r` when refused
-            because `r` exceeds `max_wait` (nothing taken).
+            0.0 when admitted now; `w > 0` when not now (a token bucket reserved a slot `w` seconds ahead, a
+            sliding window took nothing and the caller asks again after `w`); or `-r` when refused because `r`
+            exceeds `max_wait` (nothing taken).
         """
         ...
 
@@ -326,6 +327,14 @@ class MemoryBackend:
         key, _ = self._states.popitem(last=False)
         if key == self._hot_key:
             self._hot_key = _NO_KEY
+
+
+def split_slot(slot: Hashable) -> tuple[str, Hashable]:
+    """The limiter name and the per-call key (None for a global limit) of the `key` a limiter passes a backend."""
+    if isinstance(slot, tuple):
+        name, key = cast("tuple[str, Hashable]", slot)
+        return name, key
+    return str(slot), None
 
 
 def check_backend(owner: str, backend: object) -> RateLimitBackend | None:

@@ -2,9 +2,9 @@
 
 States: closed (calls go through and are counted), open (calls are refused with `CircuitOpen` at once) and
 half-open (a bounded number of probe calls go through; enough successes close the breaker, a failure reopens
-it). The state lives behind `BreakerBackend`, a one-method protocol ("apply this change to breaker X's record
-atomically"), so a Redis store can share one breaker between processes later; `MemoryBreakerBackend` keeps it
-in this process. The state machine itself runs in Python, in `CircuitBreaker`, whatever the store.
+it). The state lives behind `BreakerBackend` (enter, settle, reset, state: each atomic in the store):
+`MemoryBreakerBackend` keeps it in this process, `rfobs.fleet.RedisBreakerBackend` shares it between processes.
+Classifying an exception, the clock and the telemetry stay here, whatever the store.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Final, ParamSpec, TypedDict, TypeVar, Unpack, cast, over
 
 from opentelemetry import trace
 
-from rfobs import _check
+from rfobs import _check, _state
 from rfobs.exceptions import CircuitOpen, ConfigError
 from rfobs.instrument import _deadline
 from rfobs.instrument import _telemetry as t
@@ -28,12 +28,13 @@ from rfobs.instrument._breaker_state import (
     OPEN,
     STATES,
     SUCCESS,
+    AsyncBreakerBackend,
     BreakerBackend,
     BreakerRecord,
     MemoryBreakerBackend,
     Move,
     Rules,
-    read_state,
+    Ticket,
 )
 from rfobs.instrument._clock import Clock, check_clock, default_clock
 from rfobs.instrument._wrap import wrap_policy
@@ -121,9 +122,12 @@ def _check_name(owner: str, name: object) -> str:
     return _check.text(owner, "name", name, "a non-empty string naming the breaker")
 
 
+_OPERATIONS: Final = ("enter", "settle", "reset", "state")
+
+
 def _check_backend(owner: str, backend: object) -> BreakerBackend | None:
-    if backend is not None and not callable(getattr(backend, "transact", None)):
-        raise _check.bad(owner, "backend", backend, "a BreakerBackend (with transact) or None")
+    if backend is not None and not all(callable(getattr(backend, op, None)) for op in _OPERATIONS):
+        raise _check.bad(owner, "backend", backend, "a BreakerBackend (with enter, settle, reset and state) or None")
     return cast("BreakerBackend | None", backend)
 
 
@@ -147,7 +151,9 @@ class CircuitBreaker:
     `circuit_breaker.rejected` event (breaker, state, retry-after) on the current span; the
     `circuit_breaker_state` gauge reads the state (0 closed, 1 half-open, 2 open) at each collection.
 
-    Thread-safe and usable from asyncio (the state changes under the backend's lock, never across an await).
+    Thread-safe and usable from asyncio: the state changes atomically in the backend (under the memory
+    backend's lock, never across an await; in one script on Redis), and `acall` and `async with` await a
+    backend's `*_async` operations when it has them.
 
     Args:
         name: The breaker's name (a metric label; breakers sharing a backend and a name share state).
@@ -161,7 +167,8 @@ class CircuitBreaker:
         counts_as_failure: Exception classes that count as failures, or a predicate on the exception.
         ignore: Exception classes that count neither way (they win over `counts_as_failure`).
         clock: Time source; defaults to `rfobs`'s default clock, read at each call.
-        backend: Where the state lives; defaults to a private `MemoryBreakerBackend`.
+        backend: Where the state lives. Without one, the process-wide default that `rfobs.init()` set
+            (`breaker.backend = "redis"`), looked up at each call, else a private `MemoryBreakerBackend`.
 
     Raises:
         ConfigError: An argument is out of range.
@@ -176,8 +183,11 @@ class CircuitBreaker:
     def __init__(self, name: str, **options: Unpack[BreakerOptions]) -> None:
         owner = "CircuitBreaker"
         self._name = _check_name(owner, name)
-        self._rules, self._clock, backend = _checked(owner, options)
-        self._backend: BreakerBackend = backend or MemoryBreakerBackend()
+        self._rules, self._clock, self._backend = _checked(owner, options)
+        # Without backend=, the default of the active init(), re-read whenever the active state changes.
+        self._memory = MemoryBreakerBackend()
+        self._seen: _state.ActiveState | None = None
+        self._default: BreakerBackend = self._memory
         self._options: BreakerOptions = options  # a fresh dict per call
         # Labels and event attributes for every possible transition, built once.
         pairs = [(a, b) for a in STATES for b in STATES if a != b]
@@ -194,7 +204,7 @@ class CircuitBreaker:
     @property
     def state(self) -> str:
         """The stored state: "closed", "open" or "half_open"."""
-        return self._backend.transact(self._name, read_state)
+        return self._store().state(self._name, self._rules, self._now())
 
     def state_value(self) -> float:
         """The state as the gauge reports it: 0 closed, 1 half-open, 2 open."""
@@ -209,9 +219,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the breaker now (an operator's override), forgetting the failures counted so far."""
-        now = (self._clock or default_clock()).monotonic()
-
-        moved = self._backend.transact(self._name, lambda record: Rules.reset(record, now))
+        moved = self._store().reset(self._name, self._rules, self._now())
         if moved is not None:
             self._report(moved)
 
@@ -227,13 +235,14 @@ class CircuitBreaker:
         Raises:
             CircuitOpen: The breaker is open (or half-open with all probe slots taken); `func` was not called.
         """
-        generation = self._admit()
+        store = self._store()
+        ticket = self._admit(store)
         try:
             result = func(*args, **(kwargs or {}))
         except BaseException as error:
-            self._settle(generation, error)
+            self._settle(store, ticket, error)
             raise
-        self._settle(generation, None)
+        self._settle(store, ticket, None)
         return result
 
     async def acall(
@@ -244,62 +253,109 @@ class CircuitBreaker:
         Raises:
             CircuitOpen: The breaker is open (or half-open with all probe slots taken); `func` was not called.
         """
-        generation = self._admit()
+        store = self._store()
+        if (awaited := _async_ops(store)) is not None:
+            ticket = await self._admit_async(awaited)
+            try:
+                result = await func(*args, **(kwargs or {}))
+            except BaseException as error:
+                await self._settle_async(awaited, ticket, error)
+                raise
+            await self._settle_async(awaited, ticket, None)
+            return result
+        ticket = self._admit(store)
         try:
             result = await func(*args, **(kwargs or {}))
         except BaseException as error:
-            self._settle(generation, error)
+            self._settle(store, ticket, error)
             raise
-        self._settle(generation, None)
+        self._settle(store, ticket, None)
         return result
 
     def __enter__(self) -> CircuitBreaker:
-        generation = self._admit()
-        _entered.set((*_entered.get(), (self, generation)))
+        store = self._store()
+        ticket = self._admit(store)
+        _entered.set((*_entered.get(), (self, store, ticket)))
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        stack = _entered.get()
-        index = max(i for i, (breaker, _) in enumerate(stack) if breaker is self)
-        _entered.set(stack[:index] + stack[index + 1 :])
-        self._settle(stack[index][1], exc)
+        _, store, ticket = self._leave()
+        self._settle(store, ticket, exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        return self.__enter__()
+        store = self._store()
+        if (awaited := _async_ops(store)) is not None:
+            ticket = await self._admit_async(awaited)
+        else:
+            ticket = self._admit(store)
+        _entered.set((*_entered.get(), (self, store, ticket)))
+        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        _, store, ticket = self._leave()
+        if (awaited := _async_ops(store)) is not None:
+            await self._settle_async(awaited, ticket, exc)
+        else:
+            self._settle(store, ticket, exc)
+
+    def _leave(self) -> tuple[CircuitBreaker, BreakerBackend, Ticket]:
+        """Take this breaker's innermost `with` block off the context's stack; what it was admitted with."""
+        stack = _entered.get()
+        index = max(i for i, (breaker, _, _) in enumerate(stack) if breaker is self)
+        _entered.set(stack[:index] + stack[index + 1 :])
+        return stack[index]
 
     # -- admission and outcome ----------------------------------------------------------------------------------
 
-    def _admit(self) -> int:
-        now = (self._clock or default_clock()).monotonic()
-        rules = self._rules
-        generation, retry_after, moved = self._backend.transact(self._name, lambda record: rules.enter(record, now))
+    def _store(self) -> BreakerBackend:
+        """The backend of this call: the one given, else the active `init()`'s default, else the private one."""
+        if self._backend is not None:
+            return self._backend
+        active = _state.current()
+        if active is not self._seen:
+            self._default = cast("BreakerBackend | None", active.breaker_backend) or self._memory
+            self._seen = active
+        return self._default
+
+    def _now(self) -> float:
+        return (self._clock or default_clock()).monotonic()
+
+    def _admit(self, store: BreakerBackend) -> Ticket:
+        return self._admitted(store.enter(self._name, self._rules, self._now()))
+
+    async def _admit_async(self, store: AsyncBreakerBackend) -> Ticket:
+        return self._admitted(await store.enter_async(self._name, self._rules, self._now()))
+
+    def _admitted(self, admission: tuple[Ticket | None, float, Move | None]) -> Ticket:
+        ticket, retry_after, moved = admission
         if moved is not None:
             self._report(moved)
-        if generation is None:
+        if ticket is None:
             state = OPEN if retry_after > 0 else HALF_OPEN
             self._refused(state, retry_after)
             raise CircuitOpen(self._name, retry_after, state)
-        return generation
+        return ticket
 
-    def _settle(self, generation: int, error: BaseException | None) -> None:
+    def _settle(self, store: BreakerBackend, ticket: Ticket, error: BaseException | None) -> None:
+        moved = store.settle(self._name, self._rules, ticket, self._outcome(error), self._now())
+        if moved is not None:
+            self._report(moved)
+
+    async def _settle_async(self, store: AsyncBreakerBackend, ticket: Ticket, error: BaseException | None) -> None:
+        moved = await store.settle_async(self._name, self._rules, ticket, self._outcome(error), self._now())
+        if moved is not None:
+            self._report(moved)
+
+    def _outcome(self, error: BaseException | None) -> int:
         if (error is None or not isinstance(error, Exception)) and _deadline.expired():
             # Inside a timeout that has passed: cancelled at the deadline (async), or finishing late in the
             # timeout's worker thread (sync). The dependency did not answer in time: a failure.
-            outcome = FAILURE
-        else:
-            outcome = SUCCESS if error is None else self._classify(error)
-        now = (self._clock or default_clock()).monotonic()
-        rules = self._rules
-        moved = self._backend.transact(self._name, lambda record: rules.settle(record, generation, outcome, now))
-        if moved is not None:
-            self._report(moved)
+            return FAILURE
+        return SUCCESS if error is None else self._classify(error)
 
     def _classify(self, error: BaseException) -> int:
         try:
@@ -334,8 +390,11 @@ class CircuitBreaker:
             )
 
 
-_entered: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar("rfobs_breaker_calls", default=())
-"""The `with breaker:` blocks open in this context with the generation each was admitted in, innermost last."""
+_entered: ContextVar[tuple[tuple[CircuitBreaker, BreakerBackend, Ticket], ...]] = ContextVar(
+    "rfobs_breaker_calls", default=()
+)
+"""The `with breaker:` blocks open in this context with the backend and ticket each was admitted with, innermost
+last."""
 
 
 @overload
@@ -372,6 +431,11 @@ def circuit_breaker(
         return CircuitBreaker(fixed_name or _function_name(func), **options)(func)
 
     return decorate
+
+
+def _async_ops(store: BreakerBackend) -> AsyncBreakerBackend | None:
+    """`store` if it has awaitable operations (a networked store), else None."""
+    return cast("AsyncBreakerBackend", store) if getattr(store, "enter_async", None) is not None else None
 
 
 def _function_name(func: Callable[..., Any]) -> str:

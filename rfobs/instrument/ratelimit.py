@@ -5,8 +5,10 @@ A limiter is an object first: `await limiter.acquire()`, `limiter.acquire_sync()
 `rate_limit_requests_total{limiter, decision=allowed|delayed|rejected}`; a wait or a refusal also leaves a
 `rate_limit` event on the current span. A per-key limit never puts the key in a metric label.
 
-Waiting callers reserve their slot when they arrive and sleep once until it (see `backends`), so they are
-admitted in arrival order without polling, and an async wait never blocks the event loop.
+Waiting callers of a token bucket reserve their slot when they arrive and sleep once until it (see `backends`),
+so they are admitted in arrival order without polling; those of a sliding window sleep until enough of the window
+has passed and ask again, so no window ever holds more than the limit. An async wait never blocks the event
+loop, and a backend with `acquire_async` (Redis) is awaited.
 """
 
 from __future__ import annotations
@@ -14,18 +16,37 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Hashable
-from typing import Final, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack, cast, overload
+from typing import Final, ParamSpec, Self, TypeVar, Unpack, overload
 
-from rfobs import _check
+from rfobs import _check, _state
 from rfobs.exceptions import ConfigError, RateLimited
 from rfobs.instrument import _clock
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._adaptive import Adaptive, RateController
 from rfobs.instrument._clock import Clock, check_clock
-from rfobs.instrument._limiter_calls import Bound, KeyFunc, Slot, key_getter
+from rfobs.instrument._limiter_calls import (
+    ALGORITHMS,
+    MODES,
+    Bound,
+    KeyFunc,
+    Mode,
+    RateLimitOptions,
+    Route,
+    Slot,
+    checked_options,
+    key_getter,
+)
 from rfobs.instrument._limiter_telemetry import annotate, decision_labels, tally_for
 from rfobs.instrument._wrap import wrap_policy
-from rfobs.instrument.backends import Algorithm, Limit, MemoryBackend, RateLimitBackend, check_backend, limit_of
+from rfobs.instrument.backends import (
+    Algorithm,
+    Limit,
+    MemoryBackend,
+    RateLimitBackend,
+    SlidingWindow,
+    check_backend,
+    limit_of,
+)
 
 __all__ = [
     "Adaptive",
@@ -39,27 +60,9 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 Decorator = Callable[[Callable[P, R]], Callable[P, R]]
-Mode = Literal["wait", "reject"]
-_Acquire = Callable[[Limit, Hashable, float, float, float], float]
 
-_ALGORITHMS: Final[tuple[Algorithm, ...]] = ("token_bucket", "sliding_window")
-_MODES: Final[tuple[Mode, ...]] = ("wait", "reject")
 _UNNAMED: Final = "rate_limiter"
 _instruments = t.current  # bound once: the admitted call's path is measured in tens of nanoseconds
-
-
-class RateLimitOptions(TypedDict, total=False):
-    """The keyword arguments of `RateLimiter`, `@rate_limit` and `RateLimiter.copy` (see `RateLimiter`)."""
-
-    burst: float | None
-    algorithm: Algorithm
-    name: str | None
-    key: str | KeyFunc | None
-    mode: Mode
-    max_wait: float | None
-    adaptive: bool | Adaptive
-    backend: RateLimitBackend | None
-    clock: Clock | None
 
 
 class RateLimiter:
@@ -71,8 +74,9 @@ class RateLimiter:
     of admission times). Each call takes `cost` units (default 1), so one limiter can hold a tokens-per-minute
     budget while another holds requests-per-minute.
 
-    In `mode="wait"` a call over the limit sleeps until its reserved slot (refused with `RateLimited` if that is
-    more than `max_wait` seconds away); in `mode="reject"` it raises `RateLimited(name, retry_after)` at once.
+    In `mode="wait"` a call over the limit sleeps until its reserved slot (a sliding window: until the window
+    has room, then asks again), refused with `RateLimited` once the wait exceeds `max_wait` seconds; in
+    `mode="reject"` it raises `RateLimited(name, retry_after)` at once.
 
     Args:
         rate: Units admitted per `per` seconds (> 0).
@@ -86,7 +90,8 @@ class RateLimiter:
         mode: "wait" or "reject".
         max_wait: In wait mode, the longest wait accepted, in seconds (None: no limit).
         adaptive: True or an `Adaptive` to lower the rate when latency or errors rise and restore it after.
-        backend: Where the state lives (default: a new `MemoryBackend` of this limiter's own).
+        backend: Where the state lives (default: the process-wide one `rfobs.init()` set, such as Redis when
+            `ratelimit.backend` is `redis`, else a `MemoryBackend` of this limiter's own), resolved per call.
         clock: Time source; default `default_clock()` resolved per call (so `rfobs.testing` can fake time).
 
     Raises:
@@ -98,25 +103,10 @@ class RateLimiter:
         _check.options(owner, options, RateLimitOptions.__annotations__)
         rate = _check.number(owner, "rate", rate, gt=0, allowed="a number > 0 (units admitted per `per` seconds)")
         per = _check.number(owner, "per", per, gt=0, allowed="seconds > 0")
-        algorithm: Algorithm = _check.one_of(owner, "algorithm", options.get("algorithm", "token_bucket"), _ALGORITHMS)
-        mode: Mode = _check.one_of(owner, "mode", options.get("mode", "wait"), _MODES)
-        name = options.get("name")
-        if name is not None:
-            name = _check.text(owner, "name", name, "a non-empty string (the metric label), or None")
-        key = options.get("key")
-        if key is not None and not isinstance(key, str):
-            _check.function(owner, "key", key, "an argument name, a function of (args, kwargs), or None")
+        algorithm: Algorithm = _check.one_of(owner, "algorithm", options.get("algorithm", "token_bucket"), ALGORITHMS)
+        mode: Mode = _check.one_of(owner, "mode", options.get("mode", "wait"), MODES)
+        name, key, max_wait, adaptive = checked_options(owner, mode, options)
         limit = limit_of(owner, rate, per, algorithm, options.get("burst"))
-        max_wait = options.get("max_wait")
-        if max_wait is not None:
-            if mode == "reject":
-                raise ConfigError(f"{owner}(max_wait={max_wait!r}): max_wait applies to mode='wait' only")
-            max_wait = _check.number(
-                owner, "max_wait", max_wait, ge=0, finite=False, allowed="seconds >= 0, or None for no limit"
-            )
-        adaptive = cast("object", options.get("adaptive", False))  # callers may pass anything
-        if not isinstance(adaptive, bool | Adaptive):
-            raise _check.bad(owner, "adaptive", adaptive, "True, False or an Adaptive(...)")
         backend = check_backend(owner, options.get("backend"))
         self._clock = check_clock(owner, options.get("clock"))
 
@@ -129,10 +119,10 @@ class RateLimiter:
         self._limit = self._effective = limit
         self._max_cost = limit.max_cost
         self._max_wait = 0.0 if mode == "reject" else (math.inf if max_wait is None else max_wait)
-        self._own: MemoryBackend | None = None
-        if backend is None:
-            backend = self._own = MemoryBackend(lock=False)
-        self._backend = backend
+        self._follow = backend is None
+        own = MemoryBackend(lock=False)
+        self._route = Route.follow(_state.active, own) if backend is None else Route(None, backend, None)
+        self._retries = isinstance(limit, SlidingWindow)  # a sliding window reserves nothing: wait, then ask again
         self._lock = threading.Lock()
         self._paused_until = -math.inf
         self._adaptive = Adaptive() if adaptive is True else (adaptive or None)
@@ -171,8 +161,9 @@ class RateLimiter:
 
     @property
     def backend(self) -> RateLimitBackend:
-        """Where the state lives."""
-        return self._backend
+        """Where the state lives now (a limiter given none follows the process-wide default)."""
+        route = self._route
+        return (self._reroute() if self._follow and route.state is not _state.active else route).backend
 
     @property
     def clock(self) -> Clock:
@@ -201,13 +192,30 @@ class RateLimiter:
         """
         clock = _clock.current if self._clock is None else self._clock
         now = clock.monotonic()
-        wait = self._take(key, cost, now)
-        if wait:
-            try:
+        route = self._route
+        if self._follow and route.state is not _state.active:
+            route = self._reroute()
+        if route.acquire_async is None:
+            wait = self._take(route, key, cost, now)
+        else:
+            wait = self._settle(await self._adecide(route, key, cost, now, self._max_wait))
+        if not wait:
+            return 0.0
+        if self._retries:
+            later = now
+            while wait:  # nothing was taken: ask again once the window has moved on
                 await clock.asleep(wait)
-            except BaseException:
-                self._refund(key, cost, now + wait)
-                raise
+                later = clock.monotonic()
+                wait = self._refused(await self._adecide(route, key, cost, later, self._max_wait - (later - now)))
+            return later - now
+        try:
+            await clock.asleep(wait)
+        except BaseException:
+            if route.refund_async is None:
+                self._refund(route, key, cost, now + wait)
+            else:
+                await route.refund_async(self._effective, self._slot(key), cost, now + wait)
+            raise
         return wait
 
     def acquire_sync(self, cost: float = 1, *, key: Hashable = None) -> float:
@@ -219,27 +227,47 @@ class RateLimiter:
         """
         clock = _clock.current if self._clock is None else self._clock
         now = clock.monotonic()
-        wait = self._take(key, cost, now)
-        if wait:
-            try:
+        route = self._route
+        if self._follow and route.state is not _state.active:
+            route = self._reroute()
+        wait = self._take(route, key, cost, now)
+        if not wait:
+            return 0.0
+        if self._retries:
+            later = now
+            while wait:
                 clock.sleep(wait)
-            except BaseException:
-                self._refund(key, cost, now + wait)
-                raise
+                later = clock.monotonic()
+                wait = self._refused(self._decide(route, key, cost, later, self._max_wait - (later - now)))
+            return later - now
+        try:
+            clock.sleep(wait)
+        except BaseException:
+            self._refund(route, key, cost, now + wait)
+            raise
         return wait
 
-    def _take(self, key: Hashable, cost: float, now: float) -> float:
+    def _reroute(self) -> Route:
+        """Follow the process default backend after `init()` or `shutdown()` changed it (inlined check in callers)."""
+        own = self._route.own if self._route.own is not None else MemoryBackend(lock=False)
+        route = self._route = Route.follow(_state.active, own)
+        return route
+
+    def _slot(self, key: Hashable) -> Hashable:
+        return self._name if key is None else (self._name, key)
+
+    def _take(self, route: Route, key: Hashable, cost: float, now: float) -> float:
         """Decide, count the decision, and annotate the span: 0.0, a wait, or raise `RateLimited`."""
-        slot = self._name if key is None else (self._name, key)
-        own = self._own
+        own = route.own
         if own is None or not 0 < cost <= self._max_cost or now < self._paused_until:
-            return self._take_slowly(slot, cost, now)
+            return self._settle(self._decide(route, key, cost, now, self._max_wait))
         # The fast path: our own backend, so one lock covers the decision and its count. Explicit acquire and
         # release cost half of `with` on CPython 3.11.
         instruments = _instruments(self._call_label)
         lock = self._lock
         lock.acquire()
         try:
+            slot = self._name if key is None else (self._name, key)
             wait = own.acquire_unlocked(self._effective, slot, cost, now, self._max_wait)
             if wait == 0.0 and instruments is not None and self._tally_for is instruments:
                 self._tally[0] += 1
@@ -248,32 +276,43 @@ class RateLimiter:
             lock.release()
         return self._settle(wait, instruments)
 
-    def _take_slowly(self, slot: Hashable, cost: float, now: float) -> float:
-        if not 0 < cost <= self._max_cost:
-            raise self._bad_cost("acquire", cost)
-        acquire = self._backend.acquire
-        if self._own is not None:
-            # Our own backend has no lock of its own.
-            with self._lock:
-                wait = self._ask(acquire, slot, cost, now)
+    def _decide(self, route: Route, key: Hashable, cost: float, now: float, max_wait: float) -> float:
+        """The backend's answer for one call, the pause of `backoff()` included; nothing counted."""
+        extra = self._pause(cost, now, max_wait)
+        if extra < 0 or (extra and self._retries):
+            return extra
+        slot = self._slot(key)
+        if route.own is not None:
+            with self._lock:  # our own backend has no lock of its own
+                wait = route.own.acquire(self._effective, slot, cost, now + extra, max_wait - extra)
         else:
             # A shared backend (Redis) locks itself; holding ours across its round trip would serialize callers.
-            wait = self._ask(acquire, slot, cost, now)
-        return self._settle(wait, t.current(self._call_label))
-
-    def _ask(self, acquire: _Acquire, slot: Hashable, cost: float, now: float) -> float:
-        paused = self._paused_until
-        if now >= paused:
-            return acquire(self._effective, slot, cost, now, self._max_wait)
-        extra = paused - now
-        if extra > self._max_wait:
-            return -extra
-        wait = acquire(self._effective, slot, cost, paused, self._max_wait - extra)
+            wait = route.backend.acquire(self._effective, slot, cost, now + extra, max_wait - extra)
         return wait - extra if wait < 0 else wait + extra
 
-    def _settle(self, wait: float, instruments: t.Instruments | None) -> float:
+    async def _adecide(self, route: Route, key: Hashable, cost: float, now: float, max_wait: float) -> float:
+        """`_decide` awaiting a backend's `acquire_async`."""
+        acquire = route.acquire_async
+        if acquire is None:
+            return self._decide(route, key, cost, now, max_wait)
+        extra = self._pause(cost, now, max_wait)
+        if extra < 0 or (extra and self._retries):
+            return extra
+        wait = await acquire(self._effective, self._slot(key), cost, now + extra, max_wait - extra)
+        return wait - extra if wait < 0 else wait + extra
+
+    def _pause(self, cost: float, now: float, max_wait: float) -> float:
+        """Seconds left of a `backoff()` pause (0.0 when none), or minus them when they exceed `max_wait`."""
+        if not 0 < cost <= self._max_cost:
+            raise self._bad_cost("acquire", cost)
+        extra = self._paused_until - now
+        return 0.0 if extra <= 0 else -extra if extra > max_wait else extra
+
+    def _settle(self, wait: float, instruments: t.Instruments | bool | None = True) -> float:
         """Count a decision made off the fast path, annotate the span, and raise on a refusal."""
-        if instruments is not None:
+        if instruments is True:
+            instruments = t.current(self._call_label)
+        if isinstance(instruments, t.Instruments):
             with self._lock:
                 tally = self._tally if self._tally_for is instruments else self._bind(instruments)
                 tally[0 if wait == 0.0 else 1 if wait > 0 else 2] += 1
@@ -283,13 +322,16 @@ class RateLimiter:
             raise RateLimited(self._name, -wait)
         return wait
 
-    def _refund(self, key: Hashable, cost: float, at: float) -> None:
-        slot = self._name if key is None else (self._name, key)
-        if self._own is not None:
+    def _refused(self, wait: float) -> float:
+        """A sliding window's answer on asking again: its delay was counted already; a refusal is counted now."""
+        return self._settle(wait) if wait < 0 else wait
+
+    def _refund(self, route: Route, key: Hashable, cost: float, at: float) -> None:
+        if route.own is not None:
             with self._lock:
-                self._own.refund(self._effective, slot, cost, at)
+                route.own.refund(self._effective, self._slot(key), cost, at)
         else:
-            self._backend.refund(self._effective, slot, cost, at)
+            route.backend.refund(self._effective, self._slot(key), cost, at)
 
     def _bind(self, instruments: t.Instruments) -> list[int]:
         """Start counting for a newly installed SDK (call under the lock)."""

@@ -12,6 +12,7 @@ from opentelemetry import trace
 
 from rfobs.exceptions import CircuitOpen, ConfigError
 from rfobs.instrument import _telemetry
+from rfobs.instrument._breaker_state import Admission, Move, Rules, Ticket
 from rfobs.instrument._clock import VirtualClock
 from rfobs.instrument.breaker import CircuitBreaker, MemoryBreakerBackend, circuit_breaker
 from rfobs.testing import Capture
@@ -474,3 +475,84 @@ def test_a_half_open_breaker_refusal_says_half_open_and_an_open_one_says_open() 
     assert (refused_half_open.value.breaker, refused_half_open.value.retry_after) == ("probe", 0)
     assert refused_half_open.value.state == "half_open"
     assert breaker.state == "closed"
+
+
+def test_a_breaker_given_no_backend_uses_the_active_default_backend_at_each_call() -> None:
+    from rfobs import _state
+
+    clock = VirtualClock()
+    breaker = CircuitBreaker("fleetwide", failure_threshold=1, clock=clock)  # made before "init()", as at import
+    shared = MemoryBreakerBackend()
+    peer = CircuitBreaker("fleetwide", failure_threshold=1, backend=shared, clock=clock)
+    _state.activate(_state.ActiveState(breaker_backend=shared))
+    try:
+        assert outcome(breaker, Service(), ConnectionError()) == "ConnectionError"
+        assert (breaker.state, peer.state) == ("open", "open")
+        peer.reset()
+        assert breaker.state == "closed"
+        assert outcome(breaker, Service(), ConnectionError()) == "ConnectionError"
+    finally:
+        _state.deactivate()
+    # Without an active default the breaker is back on its own in-process state, which saw none of this.
+    assert breaker.state == "closed"
+    assert peer.state == "open"
+
+
+class AwaitedBackend(MemoryBreakerBackend):
+    """The memory backend with the optional awaitable operations, recording which path the breaker took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def enter(self, name: str, rules: Rules, now: float) -> Admission:
+        self.paths.append("enter")
+        return super().enter(name, rules, now)
+
+    def settle(self, name: str, rules: Rules, ticket: Ticket, outcome: int, now: float) -> Move | None:
+        self.paths.append("settle")
+        return super().settle(name, rules, ticket, outcome, now)
+
+    async def enter_async(self, name: str, rules: Rules, now: float) -> Admission:
+        await asyncio.sleep(0)
+        self.paths.append("enter_async")
+        return super().enter(name, rules, now)
+
+    async def settle_async(self, name: str, rules: Rules, ticket: Ticket, outcome: int, now: float) -> Move | None:
+        await asyncio.sleep(0)
+        self.paths.append("settle_async")
+        return super().settle(name, rules, ticket, outcome, now)
+
+
+async def test_async_paths_await_a_backends_async_operations_and_sync_paths_do_not() -> None:
+    backend = AwaitedBackend()
+    breaker = CircuitBreaker("awaited", failure_threshold=2, clock=VirtualClock(), backend=backend)
+
+    async def fail() -> None:
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        await breaker.acall(fail)
+    with pytest.raises(ConnectionError):
+        async with breaker:
+            raise ConnectionError
+    assert backend.paths == ["enter_async", "settle_async"] * 2
+    assert breaker.state == "open"
+    backend.paths.clear()
+    with pytest.raises(CircuitOpen):
+        breaker.call(Service())
+    with pytest.raises(CircuitOpen):
+        async with breaker:
+            raise AssertionError("never runs")
+    assert backend.paths == ["enter", "enter_async"]
+
+
+def test_a_new_breaker_on_a_shared_backend_does_not_reset_its_state() -> None:
+    clock = VirtualClock()
+    shared = MemoryBreakerBackend()
+    first = CircuitBreaker("kept", failure_threshold=1, reset_timeout=10, backend=shared, clock=clock)
+    outcome(first, Service(), ConnectionError())
+    clock.advance(4)
+    late = CircuitBreaker("kept", failure_threshold=1, reset_timeout=10, backend=shared, clock=clock)
+    assert late.state == "open"
+    assert outcome(late, Service()) == "refused 6"

@@ -286,8 +286,13 @@ def test_performance_setup_load_tests_the_health_endpoint_with_a_ramp_up(workdir
     agent, load = run.printed[-2:]
     assert agent.startswith("Agent performance: ") and agent.endswith(" ops/sec")
     assert load.startswith("Load test: ") and float(load.split(": ")[1].split()[0]) > 0
-    health = run.sample("researchflow_agents_health_checks_total", check="cpu")
-    assert health is not None and health >= 1
+    # The load test hit /health: the checks ran and were counted (healthy or degraded: the machine is shared).
+    cpu_runs = [
+        s["value"]
+        for s in run.facts["metrics"]
+        if s["name"] == "researchflow_agents_health_checks_total" and s["labels"].get("check") == "cpu"
+    ]
+    assert sum(cpu_runs) >= 1
 
 
 def test_final_validation_commands_run_as_written(workdir: Path) -> None:

@@ -1,0 +1,1 @@
+"""Tests of rfobs.fleet against a real redis-server."""
