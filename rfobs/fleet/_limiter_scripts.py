@@ -68,14 +68,33 @@ local limit, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[
 local max_wait = tonumber(ARGV[4])
 local ttl = math.ceil(window / 1000) + 1
 local function cost_of(member) return tonumber(string.match(member, ':(.*)$')) end
-local total = tonumber(redis.call('HGET', KEYS[2], 'total') or '0')
+-- The hash expires with the set (never later): a total is only trusted next to the admissions it counts.
+local total = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local stored = redis.call('HGET', KEYS[2], 'total')
+  if stored then
+    total = tonumber(stored)
+  else
+    -- The hash is gone (evicted, or written by an older script): count the set again.
+    local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+    for i = 1, #members do total = total + cost_of(members[i]) end
+  end
+end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if #gone > 0 then
   for i = 1, #gone do total = total - cost_of(gone[i]) end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[1]) == 0 then total = 0 end
-  redis.call('HSET', KEYS[2], 'total', string.format('%.17g', total))
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    -- Nothing left in the window: the state of a new key (the counter of members starts again too).
+    total = 0
+    redis.call('DEL', KEYS[2])
+  else
+    -- The newest admission is unchanged, so is the set's TTL; the hash keeps exactly the same one.
+    redis.call('HSET', KEYS[2], 'total', string.format('%.17g', total))
+    local left = redis.call('PTTL', KEYS[1])
+    if left < 0 then left = ttl end
+    redis.call('PEXPIRE', KEYS[2], left)
+  end
 end
 -- A cost above a lowered (adaptive) limit still goes through, alone in its window.
 local excess = total + cost - math.max(limit, cost)

@@ -16,15 +16,16 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Hashable, Sequence
+from collections.abc import AsyncGenerator, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.exceptions import NoScriptError
 
 from rfobs import _check
-from rfobs._secrets import redact_url
+from rfobs._secrets import redact_url, scrub_text
 from rfobs.exceptions import CircuitOpen, RfobsError
+from rfobs.instrument import _deadline
 from rfobs.instrument._breaker_state import MemoryBreakerBackend
 from rfobs.instrument.breaker import CircuitBreaker
 
@@ -76,9 +77,11 @@ class RedisStore:
     Args:
         url: `redis://`, `rediss://` or `unix://` URL (its password is never printed).
         max_connections: Connections per client pool.
-        timeout: Seconds a command may take (socket read/write), e.g. 0.05; the longest a call waits on Redis.
-        connect_timeout: Seconds to open a connection.
-        key_prefix: First part of every key (`rfobs:rl:{name:key}`).
+        timeout: Seconds a command may take (socket read/write), and the longest a call waits for a free
+            connection of the pool.
+        connect_timeout: Seconds to open a connection. A call waits on Redis at most `connect_timeout` + `timeout`
+            (three times `timeout` when the script must be loaded again), once: then the guard answers.
+        key_prefix: First part of every key (`rfobs:rl:tb:{name:'key'}`).
         retry_after: Seconds the guard keeps calls off Redis after a failure before one probe call tries again.
 
     Raises:
@@ -100,7 +103,8 @@ class RedisStore:
             shown: object = redact_url(url) if isinstance(url, str) else url  # pyright: ignore[reportUnnecessaryIsInstance]
             raise _check.bad(owner, "url", shown, "a redis://, rediss:// or unix:// URL")
         self.url = url
-        self.shown_url = redact_url(url)
+        # redis-py also takes a password in the query string (`?password=`): scrub it too.
+        self.shown_url = scrub_text(redact_url(url))
         self.max_connections = _check.integer(owner, "max_connections", max_connections, ge=1)
         self.timeout = _check.number(owner, "timeout", timeout, gt=0, le=60, allowed="seconds > 0 and <= 60")
         self.connect_timeout = _check.number(
@@ -111,27 +115,35 @@ class RedisStore:
         from redis.exceptions import RedisError
 
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
-        self.guard = CircuitBreaker(
-            f"redis {self.shown_url}",
+        self.guard = self._new_guard()
+        self._lock = threading.Lock()
+        self._sync: redis.Redis | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        _stores.add(self)
+
+    def _new_guard(self) -> CircuitBreaker:
+        # A fixed, short name: it is a metric label and appears in logs (the URL may carry a password).
+        return CircuitBreaker(
+            "rfobs.redis",
             failure_threshold=1,
             reset_timeout=self.retry_after,
             half_open_max_calls=1,
             counts_as_failure=StoreUnavailable,
             backend=MemoryBreakerBackend(),
         )
-        self._lock = threading.Lock()
-        self._sync: redis.Redis | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
-        _stores.add(self)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.shown_url!r}, timeout={self.timeout:g})"
 
     def key(self, kind: str, name: str, key: Hashable = None) -> str:
-        """The Redis key of `name`'s state for `key`: `{prefix}:{kind}:{name:key}` (braces: a Cluster hash tag)."""
-        text = name if key is None else f"{name}:{key}"
+        """The Redis key of `name`'s state for `key`: `{prefix}:{kind}:{name:key}` (braces: a Cluster hash tag).
+
+        The key is written with `repr`, so a global limiter named `a:b` and limiter `a` with key `"b"` never share a
+        key (`{a:b}` and `{a:'b'}`).
+        """
+        text = name if key is None else f"{name}:{key!r}"
         if len(text) > _MAX_KEY_TEXT or "}" in text:
             text = f"{name[:64]}#{hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()}"
         return f"{self.key_prefix}:{kind}:{{{text}}}"
@@ -144,19 +156,29 @@ class RedisStore:
         Raises:
             StoreUnavailable: Redis did not answer within the timeout, refused, or the guard is open.
         """
+        token = _deadline.suspend()  # a caller's expired deadline says nothing about Redis
         try:
             with self.guard:
                 return self._run(self._client(), script, keys, args)
         except CircuitOpen as refused:
             raise StoreUnavailable("guard_open", f"retrying in {refused.retry_after:.2g}s") from None
+        except _Uncounted as error:
+            raise error.unavailable from None
+        finally:
+            _deadline.leave(token)
 
     async def arun(self, script: Script, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         """`run` on this event loop's asyncio client."""
+        token = _deadline.suspend()
         try:
             async with self.guard:
-                return await self._arun(self._async_client(), script, keys, args)
+                return await self._arun(self._async_client() or await self._new_async_client(), script, keys, args)
         except CircuitOpen as refused:
             raise StoreUnavailable("guard_open", f"retrying in {refused.retry_after:.2g}s") from None
+        except _Uncounted as error:
+            raise error.unavailable from None
+        finally:
+            _deadline.leave(token)
 
     def ping(self) -> None:
         """Ask Redis for PONG through the guard.
@@ -164,6 +186,7 @@ class RedisStore:
         Raises:
             StoreUnavailable: No answer in time, or the guard is open.
         """
+        token = _deadline.suspend()
         try:
             with self.guard:
                 try:
@@ -172,19 +195,28 @@ class RedisStore:
                     raise _unavailable(error) from None
         except CircuitOpen as refused:
             raise StoreUnavailable("guard_open", f"retrying in {refused.retry_after:.2g}s") from None
+        except _Uncounted as error:
+            raise error.unavailable from None
+        finally:
+            _deadline.leave(token)
 
     def close(self) -> None:
-        """Close the sync client's connections (asyncio clients close with their loops)."""
+        """Close the sync client's connections.
+
+        An asyncio client belongs to its event loop and is closed when that loop shuts down (`asyncio.run`
+        ending), or by `await store.aclose()` on it.
+        """
         with self._lock:
             client, self._sync = self._sync, None
         if client is not None:
             client.close()
+            client.connection_pool.disconnect()  # a pool given to the client is not closed with it
 
     async def aclose(self) -> None:
-        """Close this event loop's asyncio client; call it before the loop ends (its sockets die with the loop)."""
-        client = self._async.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        """Close this event loop's asyncio client now (it is closed when the loop shuts down otherwise)."""
+        found = self._async.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[1].aclose()  # its closer closes the client
 
     def _run(self, client: redis.Redis, script: Script, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         # execute_command, not evalsha(): the latter's deprecation wrapper costs a tenth of a decision.
@@ -215,10 +247,14 @@ class RedisStore:
     # -- clients
 
     def _options(self) -> dict[str, Any]:
+        # A pool that makes a caller wait (at most `timeout`) for a free connection, instead of failing at once
+        # when more calls are in flight than it has connections; no retries of the client's own: the guard
+        # decides when Redis is tried again.
         return {
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.connect_timeout,
             "max_connections": self.max_connections,
+            "timeout": self.timeout,
             "retry_on_timeout": False,
             "health_check_interval": 0,
         }
@@ -232,30 +268,44 @@ class RedisStore:
 
             with self._lock:
                 if (client := self._sync) is None:
-                    # No retries of the client's own: the guard decides when Redis is tried again.
-                    client = self._sync = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+                    pool = redis.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
                         self.url, retry=Retry(NoBackoff(), 0), **self._options()
                     )
+                    client = self._sync = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         return client
 
-    def _async_client(self) -> redis.asyncio.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            import redis.asyncio
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+    def _async_client(self) -> redis.asyncio.Redis | None:
+        """This event loop's client, if it has one already."""
+        found = self._async.get(asyncio.get_running_loop())
+        return None if found is None else found[0]
 
-            client = self._async[loop] = redis.asyncio.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
-                self.url, retry=Retry(NoBackoff(), 0), **self._options()
-            )
+    async def _new_async_client(self) -> redis.asyncio.Redis:
+        """A client for this event loop, closed when the loop shuts down (`asyncio.run` ending)."""
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        loop = asyncio.get_running_loop()
+        # Loops that ended: their clients were closed by their closers; forget them.
+        for ended in [other for other in self._async if other.is_closed()]:
+            del self._async[ended]
+        pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
+            self.url, retry=Retry(NoBackoff(), 0), **self._options()
+        )
+        client = redis.asyncio.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+        # An async generator left suspended is finalized by the loop's shutdown_asyncgens(), which asyncio.run()
+        # calls before closing the loop: its `finally` closes the client's sockets while the loop still runs.
+        closer = _close_at_loop_end(client)
+        await anext(closer)
+        self._async[loop] = (client, closer)
         return client
 
     def _after_fork(self) -> None:
-        """In a forked child: new clients (the parent's sockets and loops are not ours to use)."""
+        """In a forked child: new clients and guard (the parent's sockets, loops and locks are not ours)."""
         self._lock = threading.Lock()
         self._sync = None
         self._async = weakref.WeakKeyDictionary()
+        self.guard = self._new_guard()
 
 
 _stores: weakref.WeakSet[RedisStore] = weakref.WeakSet()
@@ -274,22 +324,39 @@ def _is_redis_url(url: object) -> bool:
     return isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))
 
 
-def _unavailable(error: BaseException, script: Script | None = None) -> StoreUnavailable:
-    """The `StoreUnavailable` for a redis-py error; a script's own bug is logged, since no retry will fix it."""
+async def _close_at_loop_end(client: redis.asyncio.Redis) -> AsyncGenerator[None]:
+    try:
+        yield
+    finally:
+        await client.aclose(close_connection_pool=True)  # the pool was given, so not closed by default
+
+
+class _Uncounted(Exception):
+    """A failure that says nothing about Redis's health (a busy pool, a script's own error): not held against it."""
+
+    def __init__(self, unavailable: StoreUnavailable) -> None:
+        super().__init__(str(unavailable))
+        self.unavailable = unavailable
+
+
+def _unavailable(error: BaseException, script: Script | None = None) -> Exception:
+    """What a redis-py error means: `StoreUnavailable` (Redis cannot serve: counted by the guard) or `_Uncounted`."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     if isinstance(error, (RedisTimeoutError, TimeoutError)):
         return StoreUnavailable("timeout")
+    if isinstance(error, RedisConnectionError) and str(error).startswith(("No connection available", "Too many conn")):
+        return _Uncounted(StoreUnavailable("pool_busy", "every connection is in use; raise redis.max_connections"))
     if isinstance(error, (RedisConnectionError, OSError)):
         return StoreUnavailable("connection", type(error).__name__)
     text = str(error)
-    # redis-py strips the error code it maps to a class (`OOM ...` becomes OutOfMemoryError("command not ...")).
+    # redis-py 8 strips the error code from some messages (`OutOfMemoryError("command not allowed ...")`).
     if isinstance(code := getattr(error, "status_code", None), str) and not text.startswith(code):
         text = f"{code} {text}"
     for prefix in _UNAVAILABLE_PREFIXES:
         if text.startswith(prefix):
             return StoreUnavailable(prefix.lower(), text.split("\n", 1)[0][:120])
     if script is not None:
-        _log.error("rfobs: the Redis script %s failed: %s", script.name, text[:300])
-    return StoreUnavailable("error", type(error).__name__)
+        _log.error("rfobs: the Redis script %s failed: %s", script.name, scrub_text(text[:300]))
+    return _Uncounted(StoreUnavailable("error", type(error).__name__))

@@ -33,12 +33,16 @@ class RedisRateLimitBackend:
     """Limiter state in Redis, shared by every limiter, thread, task and process that uses this backend.
 
     Pass it as `RateLimiter(..., backend=...)`, or let `rfobs.init()` make it the default
-    (`ratelimit.backend = "redis"`). Keys are `store.key("rl", limiter_name, key)`; per-key and adaptive limits
-    work as in memory, since every call sends the limit it enforces.
+    (`ratelimit.backend = "redis"`). Per-key and adaptive limits work as in memory, since every call sends the
+    limit it enforces. Keys are `store.key("rl:tb", limiter_name, key)` for a token bucket, and for a sliding window
+    `store.key("rl:sw", limiter_name, key)` (the sorted set) plus the same with `:m` (its hash, in the same Cluster
+    slot): the algorithm is part of the key, so workers of a rolling deploy that changes a limiter's algorithm keep
+    separate state instead of meeting the other's key type (`WRONGTYPE`).
 
     A sliding window is exact where the caller runs: an admission stays in the window for `window` plus the
-    store's timeout, the longest its reply can take to reach the caller, so N+1 admissions can never land in
-    one window as the callers see them. The price is a rate of N per (window + timeout).
+    store's timeout, the longest its reply can take to reach the caller, so N+1 admissions land in one window as
+    the callers see them only if a caller is held up longer than that after the reply arrives (a blocked event
+    loop, a thread waiting for the GIL). The price is a rate of N per (window + timeout).
 
     Args:
         store: The Redis connection.
@@ -88,7 +92,7 @@ class RedisRateLimitBackend:
         """Give back a cancelled waiter's token-bucket reservation (a sliding window reserves nothing)."""
         if isinstance(limit, TokenBucket):
             try:
-                self.store.run(GCRA_REFUND, [self._key(key)], [_US / limit.rate, cost])
+                self.store.run(GCRA_REFUND, [self._key("rl:tb", key)], [_US / limit.rate, cost])
             except StoreUnavailable:
                 self._local.refund(limit.scaled(self.local_share), key, cost, at)
 
@@ -96,25 +100,29 @@ class RedisRateLimitBackend:
         """`refund` on this event loop's asyncio client."""
         if isinstance(limit, TokenBucket):
             try:
-                await self.store.arun(GCRA_REFUND, [self._key(key)], [_US / limit.rate, cost])
+                await self.store.arun(GCRA_REFUND, [self._key("rl:tb", key)], [_US / limit.rate, cost])
             except StoreUnavailable:
                 self._local.refund(limit.scaled(self.local_share), key, cost, at)
 
-    def _key(self, slot: Hashable) -> str:
+    def _key(self, kind: str, slot: Hashable) -> str:
         name, key = split_slot(slot)
-        return self.store.key("rl", name, key)
+        return self.store.key(kind, name, key)
 
     def _call(self, limit: Limit, slot: Hashable, cost: float, max_wait: float) -> tuple[Script, list[str], list[Any]]:
         wait_us = -1 if math.isinf(max_wait) else max(0, math.floor(max_wait * _US))
-        key = self._key(slot)
         if isinstance(limit, SlidingWindow):
             window_us = limit.window * _US + self._margin_us
+            key = self._key("rl:sw", slot)
             return (
                 SLIDING_WINDOW,
-                [key, key + ":m"],
+                [key, key + ":m"],  # after the closing brace: the same hash tag, so the same Cluster slot
                 [repr(float(limit.limit)), repr(window_us), repr(float(cost)), wait_us],
             )
-        return GCRA, [key], [repr(_US / limit.rate), repr(float(limit.capacity)), repr(float(cost)), wait_us]
+        return (
+            GCRA,
+            [self._key("rl:tb", slot)],
+            [repr(_US / limit.rate), repr(float(limit.capacity)), repr(float(cost)), wait_us],
+        )
 
     def _fallback(
         self, limit: Limit, slot: Hashable, cost: float, now: float, max_wait: float, failure: StoreUnavailable

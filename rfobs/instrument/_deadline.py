@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import time
 
-__all__ = ["enter", "enter_at", "expired", "leave"]
+__all__ = ["enter", "enter_at", "expired", "leave", "suspend"]
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("rfobs_deadline", default=None)
 
@@ -24,6 +24,15 @@ def enter_at(deadline: float) -> contextvars.Token[float | None]:
     """Start a deadline at `deadline` on `time.monotonic()`'s clock (asyncio's loop time is the same clock)."""
     outer = _deadline.get()
     return _deadline.set(deadline if outer is None else min(deadline, outer))
+
+
+def suspend() -> contextvars.Token[float | None]:
+    """No deadline until `leave(token)`.
+
+    For rfobs's own guarded work inside a caller's timeout: a Redis call finishing after the caller's deadline
+    says nothing about Redis.
+    """
+    return _deadline.set(None)
 
 
 def leave(token: contextvars.Token[float | None]) -> None:

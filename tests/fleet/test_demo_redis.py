@@ -57,7 +57,7 @@ def test_the_demo_keeps_its_limiter_and_breaker_in_redis(
     lines = done.stdout.splitlines()
     assert lines[0] == "rfobs demo: 2 research agents for 1.5s (environment: development)"
     assert lines[3] == f"  fleet:    limiters and breakers on {redis_url!r} (prefix {key_prefix!r})"
-    assert any(re.fullmatch(rf"{key_prefix}:rl:\{{arxiv.*\}}", key) for key in seen), seen
+    assert any(re.fullmatch(rf"{key_prefix}:rl:tb:\{{arxiv.*\}}", key) for key in seen), seen
     assert any(re.fullmatch(rf"{key_prefix}:cb:\{{semantic_scholar\}}.*", key) for key in seen), seen
     # -2: gone between SCAN and PTTL; never -1 (no TTL). key_prefix's teardown scans for keys without one too.
     assert all(ttl > 0 or ttl == -2 for ttl in seen.values()), seen

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import signal
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from rfobs import _state
 from rfobs.exceptions import RateLimited
@@ -30,6 +32,11 @@ def command_calls(client: redis.Redis, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
+def keys_like(client: redis.Redis, pattern: str) -> list[str]:
+    """The keys matching `pattern`, sorted."""
+    return sorted(cast("list[str]", list(client.scan_iter(pattern))))  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+
+
 # Decisions -----------------------------------------------------------------------------------------------------------
 
 
@@ -40,8 +47,8 @@ def test_gcra_admits_the_burst_then_answers_relative_waits(store: RedisStore, cl
     with pytest.raises(RateLimited) as caught:
         limiter.acquire_sync()
     assert 0.08 < caught.value.retry_after <= 0.1  # one token is 0.1 s away, less the time since the burst
-    key = store.key("rl", "gcra")
-    assert key == f"{store.key_prefix}:rl:{{gcra}}"
+    key = store.key("rl:tb", "gcra")
+    assert key.startswith(f"{store.key_prefix}:rl:tb:") and "gcra" in key
     assert 0 < client.pttl(key) <= 301  # idle again once the three tokens are back
 
 
@@ -98,8 +105,8 @@ def test_per_key_limits_follow_the_process_default_backend(store: RedisStore, cl
         with pytest.raises(RateLimited):
             answer("q", "alice")
         assert answer("q", "bob") == "bob: q"
-        assert client.zcard(store.key("rl", "answer", "alice")) == 2
-        assert client.zcard(store.key("rl", "answer", "bob")) == 1
+        assert client.zcard(store.key("rl:sw", "answer", "alice")) == 2
+        assert client.zcard(store.key("rl:sw", "answer", "bob")) == 1
     finally:
         _state.deactivate()
     assert answer("q", "alice") == "alice: q"  # back in memory: a budget of its own
@@ -161,11 +168,123 @@ def test_keys_expire_when_idle(store: RedisStore, client: redis.Redis) -> None:
     backend = RedisRateLimitBackend(store)
     RateLimiter(100, burst=1, name="idle.bucket", backend=backend).acquire_sync()
     RateLimiter(5, per=0.2, algorithm="sliding_window", name="idle.window", backend=backend).acquire_sync()
-    keys = [store.key("rl", "idle.bucket"), store.key("rl", "idle.window"), store.key("rl", "idle.window") + ":m"]
-    assert client.exists(*keys) == 3
+    keys = keys_like(client, f"{store.key_prefix}:*")
+    window = store.key("rl:sw", "idle.window")
+    assert keys == sorted([store.key("rl:tb", "idle.bucket"), window, window + ":m"])
     assert all(client.pttl(key) > 0 for key in keys)
     time.sleep(0.6)  # the window (0.2 s) plus the margin (the store's 0.25 s timeout)
     assert client.exists(*keys) == 0
+
+
+def test_an_algorithm_change_under_the_same_name_keeps_deciding_on_redis(
+    store: RedisStore, client: redis.Redis, capture: Capture
+) -> None:
+    # A rolling deploy: old workers run a sliding window, new ones a token bucket of the same name (and back).
+    # Each algorithm has keys of its own, so neither meets the other's type (WRONGTYPE) and nothing falls back.
+    backend = RedisRateLimitBackend(store, on_failure="fail_closed")
+    for name, sliding_first in (("deploy.a", True), ("deploy.b", False)):
+        window = RateLimiter(2, per=10, algorithm="sliding_window", name=name, mode="reject", backend=backend)
+        bucket = RateLimiter(2, per=10, burst=2, name=name, mode="reject", backend=backend)
+        old, new = (window, bucket) if sliding_first else (bucket, window)
+        assert [old.acquire_sync(), new.acquire_sync(), new.acquire_sync(), old.acquire_sync()] == [0.0] * 4
+        for limiter in (old, new):
+            with pytest.raises(RateLimited) as caught:
+                limiter.acquire_sync()
+            assert 4.5 < caught.value.retry_after <= 10.5  # the limit's own wait, not the store's retry_after (1 s)
+    assert keys_like(client, f"{store.key_prefix}:*") == sorted(
+        [
+            *(store.key("rl:sw", name) for name in ("deploy.a", "deploy.b")),
+            *(store.key("rl:sw", name) + ":m" for name in ("deploy.a", "deploy.b")),
+            *(store.key("rl:tb", name) for name in ("deploy.a", "deploy.b")),
+        ]
+    )
+    assert sorted(capture.metric(METRIC), key=lambda p: (p["attributes"]["limiter"], p["attributes"]["decision"])) == [
+        {"attributes": {"limiter": name, "decision": decision}, "value": value}
+        for name in ("deploy.a", "deploy.b")
+        for decision, value in (("allowed", 4), ("rejected", 2))
+    ]
+
+
+def test_a_sliding_window_keeps_its_two_keys_in_one_cluster_slot(store: RedisStore, client: redis.Redis) -> None:
+    limiter = RateLimiter(5, algorithm="sliding_window", name="slot", backend=RedisRateLimitBackend(store))
+    for user in ("alice", "b}ob", "x" * 300):  # plain, a brace (hashed), too long (hashed)
+        limiter.acquire_sync(key=user)
+    keys = keys_like(client, f"{store.key_prefix}:rl:sw:*")
+    assert len(keys) == 6
+    for key in keys:
+        if not key.endswith(":m"):
+            assert key + ":m" in keys
+            assert key_slot(key.encode()) == key_slot((key + ":m").encode())
+
+
+# Sliding window bookkeeping -----------------------------------------------------------------------------------------
+
+
+def _window_state(client: redis.Redis, key: str) -> tuple[float | None, float | None, int, int]:
+    """The sum of the costs in the window's sorted set, the `total` of its hash, and both keys' PTTL, atomically."""
+    pipe: Any = client.pipeline(transaction=True)  # pyright: ignore[reportUnknownMemberType]
+    pipe.zrange(key, 0, -1)
+    pipe.hget(key + ":m", "total")
+    pipe.pttl(key)
+    pipe.pttl(key + ":m")
+    members, total, zset_ttl, hash_ttl = pipe.execute()
+    costs = sum(float(member.rpartition(":")[2]) for member in members) if members else None
+    return costs, None if total is None else float(total), zset_ttl, hash_ttl
+
+
+def test_an_expired_window_forgets_its_total(store: RedisStore, client: redis.Redis) -> None:
+    # The review's reproduction: once the sorted set expired, its hash still said total=4, so an empty window
+    # refused a cost of 7 and told a cost of 10 to wait.
+    limiter = RateLimiter(
+        10, per=0.5, algorithm="sliding_window", name="stale", mode="reject", backend=RedisRateLimitBackend(store)
+    )
+    window = 0.5 + store.timeout  # an admission counts for the window plus the store's timeout: 0.75 s
+    key = store.key("rl:sw", "stale")
+    start = time.monotonic()
+
+    def at(offset: float) -> None:
+        time.sleep(max(0.0, start + offset - time.monotonic()))
+
+    assert limiter.acquire_sync(cost=4) == 0.0
+    at(window / 2)
+    assert limiter.acquire_sync(cost=4) == 0.0
+    at(window + 0.1)  # the first 4 left the window, the second are still in it
+    with pytest.raises(RateLimited):
+        limiter.acquire_sync(cost=7)
+    costs, total, zset_ttl, hash_ttl = _window_state(client, key)
+    assert (costs, total) == (4.0, 4.0)
+    assert 0 < hash_ttl <= zset_ttl + 1  # the hash never outlives the admissions it counts
+    at(window * 1.5 + 0.15)  # the second 4 left too (and the sorted set expired); the 7's call was < 1 window ago
+    assert limiter.acquire_sync(cost=7) == 0.0
+    assert _window_state(client, key)[:2] == (7.0, 7.0)
+
+
+def test_random_costs_keep_the_total_equal_to_the_window(store: RedisStore, client: redis.Redis) -> None:
+    # Costs that are not 1 and gaps around the window's length: after every decision the hash's total is the sum
+    # of the costs still in the sorted set, and the hash expires no later than the set.
+    rng = random.Random(14)
+    limiter = RateLimiter(
+        10, per=0.1, algorithm="sliding_window", name="random", mode="reject", backend=RedisRateLimitBackend(store)
+    )
+    window = 0.1 + store.timeout
+    key = store.key("rl:sw", "random")
+    admitted = refused = 0
+    for _ in range(60):
+        cost = rng.choice([0.5, 1.5, 2.25, 3, 4, 6.75, 10])
+        try:
+            limiter.acquire_sync(cost=cost)
+            admitted += 1
+        except RateLimited:
+            refused += 1
+        costs, total, zset_ttl, hash_ttl = _window_state(client, key)
+        if costs is None:
+            assert total is None  # nothing in the window: no count left behind either
+        else:
+            assert total == pytest.approx(costs, abs=1e-9)
+            assert zset_ttl > 0 and 0 < hash_ttl <= zset_ttl + 1
+            assert costs <= 10
+        time.sleep(rng.uniform(0.0, window * 0.8))
+    assert admitted > 10 and refused > 10
 
 
 # Exactness ----------------------------------------------------------------------------------------------------------
