@@ -18,6 +18,7 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Hashable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.exceptions import NoScriptError
@@ -156,29 +157,14 @@ class RedisStore:
         Raises:
             StoreUnavailable: Redis did not answer within the timeout, refused, or the guard is open.
         """
-        token = _deadline.suspend()  # a caller's expired deadline says nothing about Redis
-        try:
-            with self.guard:
-                return self._run(self._client(), script, keys, args)
-        except CircuitOpen as refused:
-            raise StoreUnavailable("guard_open", f"retrying in {refused.retry_after:.2g}s") from None
-        except _Uncounted as error:
-            raise error.unavailable from None
-        finally:
-            _deadline.leave(token)
+        with _Guarded(), self.guard:
+            return self._run(self._client(), script, keys, args)
 
     async def arun(self, script: Script, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         """`run` on this event loop's asyncio client."""
-        token = _deadline.suspend()
-        try:
+        with _Guarded():
             async with self.guard:
                 return await self._arun(self._async_client() or await self._new_async_client(), script, keys, args)
-        except CircuitOpen as refused:
-            raise StoreUnavailable("guard_open", f"retrying in {refused.retry_after:.2g}s") from None
-        except _Uncounted as error:
-            raise error.unavailable from None
-        finally:
-            _deadline.leave(token)
 
     def ping(self) -> None:
         """Ask Redis for PONG through the guard.
@@ -186,19 +172,11 @@ class RedisStore:
         Raises:
             StoreUnavailable: No answer in time, or the guard is open.
         """
-        token = _deadline.suspend()
-        try:
-            with self.guard:
-                try:
-                    self._client().ping()  # pyright: ignore[reportUnknownMemberType]
-                except self._errors as error:
-                    raise _unavailable(error) from None
-        except CircuitOpen as refused:
-            raise StoreUnavailable("guard_open", f"retrying in {refused.retry_after:.2g}s") from None
-        except _Uncounted as error:
-            raise error.unavailable from None
-        finally:
-            _deadline.leave(token)
+        with _Guarded(), self.guard:
+            try:
+                self._client().ping()  # pyright: ignore[reportUnknownMemberType]
+            except self._errors as error:
+                raise _unavailable(error) from None
 
     def close(self) -> None:
         """Close the sync client's connections.
@@ -322,6 +300,26 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _is_redis_url(url: object) -> bool:
     return isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))
+
+
+class _Guarded:
+    """Around one guarded Redis call: no caller deadline, and what the guard did not count as `StoreUnavailable`.
+
+    A caller's expired deadline says nothing about Redis, so it is suspended while the guard judges the call; the
+    guard's refusal (`CircuitOpen`) and an uncounted failure leave as `StoreUnavailable`.
+    """
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _deadline.suspend()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        _deadline.leave(self._token)
+        if isinstance(error, CircuitOpen):
+            raise StoreUnavailable("guard_open", f"retrying in {error.retry_after:.2g}s") from None
+        if isinstance(error, _Uncounted):
+            raise error.unavailable from None
 
 
 async def _close_at_loop_end(client: redis.asyncio.Redis) -> AsyncGenerator[None]:
