@@ -34,7 +34,6 @@ __all__ = [
     "preferred_variable",
     "resolve_env",
     "variable_problems",
-    "warn_ignored_aliases",
 ]
 
 ENV_PREFIX: Final = "RFOBS_"
@@ -91,13 +90,16 @@ def resolve_env(env: str | None) -> tuple[str, str]:
 def apply_fallbacks(set_value: Callable[[str, Any, str], None]) -> None:
     """Layer the OTEL_* and seed variables that are set, as `set_value(key, text, "env NAME")`.
 
-    A seed variable whose value the setting would refuse is skipped (see `ignored_aliases`): `PROMETHEUS_PORT`,
-    `LOG_LEVEL` and friends are common names, set for other programs (Kubernetes sets `PROMETHEUS_PORT=tcp://...`
-    in every pod beside a `prometheus` service), and must not stop an agent from starting.
+    A seed variable whose value the setting would refuse is skipped, with one warning per process and variable
+    (see `ignored_aliases`): `PROMETHEUS_PORT`, `LOG_LEVEL` and friends are common names, set for other programs
+    (Kubernetes sets `PROMETHEUS_PORT=tcp://...` in every pod beside a `prometheus` service), and must not stop an
+    agent from starting.
     """
-    ignored = {variable for variable, _, _ in ignored_aliases()}
+    ignored = ignored_aliases()
+    _warn_once(ignored)
+    skipped = {variable for variable, _, _ in ignored}
     for variable, key in FALLBACKS.items():
-        if variable in ignored:
+        if variable in skipped:
             continue
         if (value := os.environ.get(variable)) is not None and value.strip():
             set_value(key, value, f"env {variable}")
@@ -127,9 +129,9 @@ def ignored_aliases() -> list[tuple[str, str, str]]:
     return ignored
 
 
-def warn_ignored_aliases() -> None:
-    """Log, once per process and variable, each seed variable `ignored_aliases()` finds."""
-    for variable, shown, allowed in ignored_aliases():
+def _warn_once(ignored: list[tuple[str, str, str]]) -> None:
+    """Log, once per process and variable, each of the `ignored_aliases()`."""
+    for variable, shown, allowed in ignored:
         if variable not in _warned:
             _warned.add(variable)
             _log.warning(

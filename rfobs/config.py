@@ -37,7 +37,6 @@ from rfobs._settings_env import (
     environment_variable_keys,
     resolve_env,
     variable_problems,
-    warn_ignored_aliases,
 )
 from rfobs._settings_files import (
     find_settings_files,
@@ -92,7 +91,6 @@ def load_config(
         env_name = "development"
 
     apply_fallbacks(layers.set)
-    warn_ignored_aliases()
     variable_issues, flagged = variable_problems()
     problems.extend(variable_issues)
 
