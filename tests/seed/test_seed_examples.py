@@ -51,6 +51,13 @@ get_metrics_collector().start_http_server(PORT)
 """
 
 
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without RFOBS_*/OTEL_* variables, with the venv's scripts first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return {**env, **extra}
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -89,8 +96,7 @@ def run_example(
 ) -> tuple[Run, int, int]:
     metrics_port, health_port = _free_port(), _free_port()
     replaced = {"PORT": str(metrics_port), "HEALTH": str(health_port)}
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
-    environment.update(env or {})
+    environment = clean_environment(**(env or {}))
     for placeholder, port in replaced.items():
         given = given.replace(placeholder, port)
         check = check.replace(placeholder, port)
@@ -181,12 +187,11 @@ def test_config_feature_reads_the_production_yaml_with_its_variables(workdir: Pa
 
 
 def test_config_show_of_the_production_yaml_hides_every_secret(workdir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
     for arguments in (["config", "show", "--env", "production"], ["config", "show", "--env", "production", "--json"]):
         shown = subprocess.run(
             [sys.executable, "-m", "rfobs.cli", *arguments],
             cwd=workdir,
-            env={**env, **SECRETS},
+            env=clean_environment(**SECRETS),
             capture_output=True,
             text=True,
             timeout=60,
@@ -298,14 +303,12 @@ def test_performance_setup_load_tests_the_health_endpoint_with_a_ramp_up(workdir
 def test_final_validation_commands_run_as_written(workdir: Path) -> None:
     script = (EXAMPLES / "final_validation.sh").read_text(encoding="utf-8")
     commands = [block for block in script.split("\n\n") if block.lstrip("# \n").startswith(("Validate", "Performance"))]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
-    bin_dir = str(Path(sys.executable).parent)
     outputs: list[str] = []
     for command in commands:
         result = subprocess.run(
             ["bash", "-c", command],
             cwd=workdir,
-            env={**env, "PATH": f"{bin_dir}:{env['PATH']}"},
+            env=clean_environment(),
             capture_output=True,
             text=True,
             timeout=60,
@@ -351,12 +354,10 @@ def test_production_agent_with_its_variables_missing_exits_1_listing_them(workdi
 def test_final_validation_prints_every_problem_of_an_invalid_environment(workdir: Path) -> None:
     script = (EXAMPLES / "final_validation.sh").read_text(encoding="utf-8")
     (validate,) = [block for block in script.split("\n\n") if block.startswith("# Validate")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RFOBS_", "OTEL_"))}
-    bin_dir = str(Path(sys.executable).parent)
     result = subprocess.run(
         ["bash", "-c", validate],
         cwd=workdir,
-        env={**env, "PATH": f"{bin_dir}:{env['PATH']}", "ENV": "production", "RFOBS_METRICS__PROMETHEUS_PORT": "x"},
+        env=clean_environment(ENV="production", RFOBS_METRICS__PROMETHEUS_PORT="x"),
         capture_output=True,
         text=True,
         timeout=60,
