@@ -262,11 +262,13 @@ class RedisSettings:
     url: str | None = _setting(None, parsers.optional(parsers.redis_url))
     """`redis://`, `rediss://` or `unix://` URL; a secret: rfobs never prints its password. None: no Redis."""
     max_connections: int = _setting(50, parsers.integer(1, 100_000))
-    """Connections per client pool (one sync pool, one per event loop); more calls in flight wait for one."""
+    """Connections for pings and script loads, per pool (one sync, one per event loop); decisions are pipelined on one
+    connection of their own per process and per event loop."""
     timeout_ms: int = _setting(50, parsers.integer(1, 60_000))
-    """Milliseconds one command (or the wait for a free connection) may take."""
+    """Milliseconds one round trip (or the wait for a free connection) may take."""
     connect_timeout_ms: int = _setting(200, parsers.integer(1, 60_000))
-    """Milliseconds to open a connection; a call waits on Redis at most this plus `timeout_ms`, once."""
+    """Milliseconds to open a connection; a call waits on Redis at most this plus `timeout_ms`, once (a call queued
+    behind a batch on the wire also waits for that batch)."""
     key_prefix: str = _setting("rfobs", parsers.string)
     """First part of every key rfobs writes (`rfobs:rl:tb:{name:'key'}`)."""
     retry_after: float = _setting(1.0, parsers.number(0.01, 3600.0))

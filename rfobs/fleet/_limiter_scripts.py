@@ -69,42 +69,45 @@ local max_wait = tonumber(ARGV[4])
 local ttl = math.ceil(window / 1000) + 1
 local function cost_of(member) return tonumber(string.match(member, ':(.*)$')) end
 -- The hash expires with the set (never later): a total is only trusted next to the admissions it counts.
-local total = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local stored = redis.call('HGET', KEYS[2], 'total')
-  if stored then
-    total = tonumber(stored)
+local count = redis.call('ZCARD', KEYS[1])
+local total, seq = 0, 0
+if count > 0 then
+  local stored = redis.call('HMGET', KEYS[2], 'total', 'seq')
+  seq = tonumber(stored[2] or '0')
+  if stored[1] then
+    total = tonumber(stored[1])
   else
     -- The hash is gone (evicted, or written by an older script): count the set again.
     local members = redis.call('ZRANGE', KEYS[1], 0, -1)
     for i = 1, #members do total = total + cost_of(members[i]) end
   end
 end
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local gone = {}
+if count > 0 then gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window) end
 if #gone > 0 then
   for i = 1, #gone do total = total - cost_of(gone[i]) end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    -- Nothing left in the window: the state of a new key (the counter of members starts again too).
-    total = 0
-    redis.call('DEL', KEYS[2])
-  else
-    -- The newest admission is unchanged, so is the set's TTL; the hash keeps exactly the same one.
-    redis.call('HSET', KEYS[2], 'total', string.format('%.17g', total))
-    local left = redis.call('PTTL', KEYS[1])
-    if left < 0 then left = ttl end
-    redis.call('PEXPIRE', KEYS[2], left)
-  end
+  count = count - #gone
+  -- Nothing left in the window: the state of a new key.
+  if count == 0 then total = 0 end
 end
 -- A cost above a lowered (adaptive) limit still goes through, alone in its window.
 local excess = total + cost - math.max(limit, cost)
 if excess <= 1e-9 then
-  local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  seq = seq + 1
   redis.call('ZADD', KEYS[1], now, string.format('%.0f-%d:%s', now, seq, ARGV[3]))
-  redis.call('HSET', KEYS[2], 'total', string.format('%.17g', total + cost))
+  redis.call('HSET', KEYS[2], 'total', string.format('%.17g', total + cost), 'seq', seq)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
   return 0
+end
+if #gone > 0 then
+  -- Refused after dropping old admissions: keep the lower total. The newest admission is unchanged, so is the
+  -- set's TTL; the hash keeps exactly the same one.
+  redis.call('HSET', KEYS[2], 'total', string.format('%.17g', total))
+  local left = redis.call('PTTL', KEYS[1])
+  if left < 0 then left = ttl end
+  redis.call('PEXPIRE', KEYS[2], left)
 end
 -- Nothing is taken: the wait is until enough of the oldest admissions have left the window.
 local wait, dropped, start = window, 0, 0

@@ -5,19 +5,20 @@ millisecond timeouts and no retries of their own. Every command goes through `ru
 script by its SHA (`EVALSHA`, reloading it once on `NOSCRIPT`) behind rfobs's own circuit breaker: after a
 failure the store answers `StoreUnavailable` at once, without touching the network, until one probe call after
 `retry_after` seconds finds Redis answering again. A dead Redis so costs one call the client timeout, and the
-calls after it almost nothing.
+calls after it almost nothing. Calls made while another is on the wire leave together in one round trip
+(`_pipelining`), on a connection of the sender's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,7 +26,9 @@ from redis.exceptions import NoScriptError
 
 from rfobs import _check
 from rfobs._secrets import redact_url, scrub_text
-from rfobs.exceptions import CircuitOpen, RfobsError
+from rfobs.exceptions import CircuitOpen
+from rfobs.fleet._errors import StoreUnavailable, Uncounted, unavailable
+from rfobs.fleet._pipelining import AsyncPipeliner, Call, SyncPipeliner
 from rfobs.instrument import _deadline
 from rfobs.instrument._breaker_state import MemoryBreakerBackend
 from rfobs.instrument.breaker import CircuitBreaker
@@ -36,22 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisStore", "Script", "StoreUnavailable"]
 
-_log = logging.getLogger("rfobs")
 _MAX_KEY_TEXT: Final = 200  # longer keys are hashed: Redis keys stay small
-# Redis errors that say the store cannot serve now (a full, loading or read-only Redis), not that a script is wrong.
-_UNAVAILABLE_PREFIXES: Final = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "CLUSTERDOWN", "TRYAGAIN")
-
-
-class StoreUnavailable(RfobsError):
-    """Redis did not answer in time, refused the command, or is being given a rest after a failure.
-
-    Attributes:
-        reason: What happened, for logs and span events (`timeout`, `connection`, `guard_open`, `oom`, ...).
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"Redis is unavailable ({reason}){': ' + detail if detail else ''}")
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,11 +65,13 @@ class RedisStore:
 
     Args:
         url: `redis://`, `rediss://` or `unix://` URL (its password is never printed).
-        max_connections: Connections per client pool.
-        timeout: Seconds a command may take (socket read/write), and the longest a call waits for a free
+        max_connections: Connections per client pool (pings and script loads; script calls are pipelined on one
+            connection per process and one per event loop).
+        timeout: Seconds a round trip may take (socket read/write), and the longest a call waits for a free
             connection of the pool.
         connect_timeout: Seconds to open a connection. A call waits on Redis at most `connect_timeout` + `timeout`
-            (three times `timeout` when the script must be loaded again), once: then the guard answers.
+            (three times `timeout` when the script must be loaded again), once: then the guard answers. A call
+            queued behind a batch on the wire waits for that batch too; if it fails, the call fails with it.
         key_prefix: First part of every key (`rfobs:rl:tb:{name:'key'}`).
         retry_after: Seconds the guard keeps calls off Redis after a failure before one probe call tries again.
 
@@ -119,9 +109,11 @@ class RedisStore:
         self.guard = self._new_guard()
         self._lock = threading.Lock()
         self._sync: redis.Redis | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._pipeliner: SyncPipeliner | None = None
+        self._wire: Any = None  # the sync sender's connection
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, Any, AsyncPipeliner]
+        ] = weakref.WeakKeyDictionary()
         _stores.add(self)
 
     def _new_guard(self) -> CircuitBreaker:
@@ -152,19 +144,21 @@ class RedisStore:
     # -- running scripts
 
     def run(self, script: Script, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        """Run `script` on Redis and return its reply.
+        """Run `script` on Redis and return its reply (with calls other threads make meanwhile: one round trip).
 
         Raises:
             StoreUnavailable: Redis did not answer within the timeout, refused, or the guard is open.
         """
         with _Guarded(), self.guard:
-            return self._run(self._client(), script, keys, args)
+            return self._sync_pipeliner().run(Call(script, keys, args))
 
     async def arun(self, script: Script, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        """`run` on this event loop's asyncio client."""
+        """`run` on this event loop's asyncio client (with the loop's other tasks' calls: one round trip)."""
         with _Guarded():
             async with self.guard:
-                return await self._arun(self._async_client() or await self._new_async_client(), script, keys, args)
+                found = self._async.get(asyncio.get_running_loop())
+                pipeliner = found[2] if found is not None else await self._new_async_client()
+                return await pipeliner.run(Call(script, keys, args))
 
     def ping(self) -> None:
         """Ask Redis for PONG through the guard.
@@ -176,7 +170,7 @@ class RedisStore:
             try:
                 self._client().ping()  # pyright: ignore[reportUnknownMemberType]
             except self._errors as error:
-                raise _unavailable(error) from None
+                raise unavailable(error) from None
 
     def close(self) -> None:
         """Close the sync client's connections.
@@ -186,6 +180,9 @@ class RedisStore:
         """
         with self._lock:
             client, self._sync = self._sync, None
+            wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.disconnect()
         if client is not None:
             client.close()
             client.connection_pool.disconnect()  # a pool given to the client is not closed with it
@@ -196,31 +193,39 @@ class RedisStore:
         if found is not None:
             await found[1].aclose()  # its closer closes the client
 
-    def _run(self, client: redis.Redis, script: Script, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        # execute_command, not evalsha(): the latter's deprecation wrapper costs a tenth of a decision.
-        command: Any = client.execute_command  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        try:
-            try:
-                return command("EVALSHA", script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                # Not loaded yet, or flushed (SCRIPT FLUSH, a restart): load it and run it once more.
-                client.script_load(script.source)
-                return command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except self._errors as error:
-            raise _unavailable(error, script) from None
+    def _send(self, batch: list[Call]) -> StoreUnavailable | None:
+        """Send `batch` in one round trip (`SyncSender`); again once if a script was unknown.
 
-    async def _arun(
-        self, client: redis.asyncio.Redis, script: Script, keys: Sequence[str], args: Sequence[str | int | float]
-    ) -> Any:
-        command: Any = client.execute_command  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        try:
+        Only the pipeliner's one sending thread is here at a time, so it has a connection of its own: no pool.
+        """
+        client = self._client()
+        if (wire := self._wire) is None:
+            wire = self._wire = _connection_like(client)
+        todo = batch
+        for attempt in range(2):
             try:
-                return await command("EVALSHA", script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                await client.script_load(script.source)
-                return await command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except self._errors as error:
-            raise _unavailable(error, script) from None
+                if todo := _settle(todo, _exchange(wire, todo), first=attempt == 0):
+                    for script in {call.script for call in todo}:
+                        client.script_load(script.source)
+            except self._errors as error:
+                for call in todo:
+                    call.error = unavailable(error)
+                break
+        return _failure(batch)
+
+    async def _asend(self, client: redis.asyncio.Redis, wire: Any, batch: list[Call]) -> StoreUnavailable | None:
+        """`_send` on an event loop's client and connection (`AsyncSender`)."""
+        todo = batch
+        for attempt in range(2):
+            try:
+                if todo := _settle(todo, await _aexchange(wire, todo), first=attempt == 0):
+                    for script in {call.script for call in todo}:
+                        await client.script_load(script.source)
+            except self._errors as error:
+                for call in todo:
+                    call.error = unavailable(error)
+                break
+        return _failure(batch)
 
     # -- clients
 
@@ -252,13 +257,20 @@ class RedisStore:
                     client = self._sync = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         return client
 
-    def _async_client(self) -> redis.asyncio.Redis | None:
-        """This event loop's client, if it has one already."""
-        found = self._async.get(asyncio.get_running_loop())
-        return None if found is None else found[0]
+    def _sync_pipeliner(self) -> SyncPipeliner:
+        pipeliner = self._pipeliner
+        if pipeliner is None:
+            with self._lock:
+                if (pipeliner := self._pipeliner) is None:
+                    pipeliner = self._pipeliner = SyncPipeliner(self._send, self._wait_limit())
+        return pipeliner
 
-    async def _new_async_client(self) -> redis.asyncio.Redis:
-        """A client for this event loop, closed when the loop shuts down (`asyncio.run` ending)."""
+    def _wait_limit(self) -> float:
+        # The longest one batch may take on the wire: a connection, the script loaded again, and its replies.
+        return self.connect_timeout + 3 * self.timeout
+
+    async def _new_async_client(self) -> AsyncPipeliner:
+        """A client for this event loop, closed when the loop shuts down (`asyncio.run` ending); its pipeliner."""
         import redis.asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -273,15 +285,19 @@ class RedisStore:
         client = redis.asyncio.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         # An async generator left suspended is finalized by the loop's shutdown_asyncgens(), which asyncio.run()
         # calls before closing the loop: its `finally` closes the client's sockets while the loop still runs.
-        closer = _close_at_loop_end(client)
+        wire = _connection_like(client)
+        closer = _close_at_loop_end(client, wire)
         await anext(closer)
-        self._async[loop] = (client, closer)
-        return client
+        pipeliner = AsyncPipeliner(partial(self._asend, client, wire), self._wait_limit())
+        self._async[loop] = (client, closer, pipeliner)
+        return pipeliner
 
     def _after_fork(self) -> None:
         """In a forked child: new clients and guard (the parent's sockets, loops and locks are not ours)."""
         self._lock = threading.Lock()
         self._sync = None
+        self._pipeliner = None
+        self._wire = None
         self._async = weakref.WeakKeyDictionary()
         self.guard = self._new_guard()
 
@@ -318,43 +334,89 @@ class _Guarded:
         _deadline.leave(self._token)
         if isinstance(error, CircuitOpen):
             raise StoreUnavailable("guard_open", f"retrying in {error.retry_after:.2g}s") from None
-        if isinstance(error, _Uncounted):
+        if isinstance(error, Uncounted):
             raise error.unavailable from None
 
 
-async def _close_at_loop_end(client: redis.asyncio.Redis) -> AsyncGenerator[None]:
+async def _close_at_loop_end(client: redis.asyncio.Redis, wire: Any) -> AsyncGenerator[None]:
     try:
         yield
     finally:
+        await wire.disconnect()
         await client.aclose(close_connection_pool=True)  # the pool was given, so not closed by default
 
 
-class _Uncounted(Exception):
-    """A failure that says nothing about Redis's health (a busy pool, a script's own error): not held against it."""
-
-    def __init__(self, unavailable: StoreUnavailable) -> None:
-        super().__init__(str(unavailable))
-        self.unavailable = unavailable
+# One round trip by hand on the sender's own connection, not through redis-py's Pipeline and pool: their
+# bookkeeping (reset, retry wrapper, pool accounting) cost half of a decision. Reply errors come back in place; any
+# other error leaves the connection closed (reopened by the next send), never half read.
 
 
-def _unavailable(error: BaseException, script: Script | None = None) -> Exception:
-    """What a redis-py error means: `StoreUnavailable` (Redis cannot serve: counted by the guard) or `_Uncounted`."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+def _commands(calls: list[Call]) -> list[tuple[Any, ...]]:
+    return [("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args) for call in calls]
 
-    if isinstance(error, (RedisTimeoutError, TimeoutError)):
-        return StoreUnavailable("timeout")
-    if isinstance(error, RedisConnectionError) and str(error).startswith(("No connection available", "Too many conn")):
-        return _Uncounted(StoreUnavailable("pool_busy", "every connection is in use; raise redis.max_connections"))
-    if isinstance(error, (RedisConnectionError, OSError)):
-        return StoreUnavailable("connection", type(error).__name__)
-    text = str(error)
-    # redis-py 8 strips the error code from some messages (`OutOfMemoryError("command not allowed ...")`).
-    if isinstance(code := getattr(error, "status_code", None), str) and not text.startswith(code):
-        text = f"{code} {text}"
-    for prefix in _UNAVAILABLE_PREFIXES:
-        if text.startswith(prefix):
-            return StoreUnavailable(prefix.lower(), text.split("\n", 1)[0][:120])
-    if script is not None:
-        _log.error("rfobs: the Redis script %s failed: %s", script.name, scrub_text(text[:300]))
-    return _Uncounted(StoreUnavailable("error", type(error).__name__))
+
+def _connection_like(client: Any) -> Any:
+    """A connection of its own with the settings of `client`'s pool (address, timeouts, credentials, TLS)."""
+    pool = client.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
+
+
+def _exchange(connection: Any, calls: list[Call]) -> list[Any]:
+    """Send every call's EVALSHA at once, then read the replies (a `ResponseError` in place of a failed one)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        connection.send_packed_command(connection.pack_commands(_commands(calls)), check_health=False)
+        replies: list[Any] = []
+        for _ in calls:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        connection.disconnect()  # redis-py closes it on its own errors; also on ours, half read
+        raise
+
+
+async def _aexchange(connection: Any, calls: list[Call]) -> list[Any]:
+    """`_exchange` on an asyncio connection."""
+    from redis.exceptions import ResponseError
+
+    try:
+        await connection.send_packed_command(connection.pack_commands(_commands(calls)), check_health=False)
+        replies: list[Any] = []
+        for _ in calls:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+
+
+def _settle(calls: list[Call], replies: list[Any], *, first: bool) -> list[Call]:
+    """Give each call its pipelined reply or error; the calls to load the script for and send again.
+
+    Those are, on the `first` try, the calls whose script Redis did not know (not loaded yet, or flushed by SCRIPT
+    FLUSH or a restart).
+    """
+    unknown: list[Call] = []
+    for call, reply in zip(calls, replies, strict=True):
+        if first and isinstance(reply, NoScriptError):
+            unknown.append(call)
+        elif isinstance(reply, Exception):
+            call.error = unavailable(reply, call.script.name)
+        else:
+            call.reply = reply
+    return unknown
+
+
+def _failure(batch: list[Call]) -> StoreUnavailable | None:
+    """The first failure in `batch` that says Redis cannot serve (the calls queued behind it then share it)."""
+    for call in batch:
+        if isinstance(call.error, StoreUnavailable):
+            return call.error
+    return None
