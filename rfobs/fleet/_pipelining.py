@@ -19,6 +19,7 @@ import asyncio
 import threading
 from _thread import LockType, allocate_lock
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Final
 
 from rfobs.fleet._errors import StoreUnavailable, Uncounted
@@ -81,22 +82,30 @@ class SyncPipeliner:
 
     def run(self, call: Call) -> Any:
         """Send `call` (alone, or with the calls queued meanwhile) and return its reply, or raise its error."""
-        with self._lock:
-            if self._busy:
-                call.ready = allocate_lock()
-                call.ready.acquire()
-                self._pending.append(call)
-                queued = True
-            else:
-                self._busy = True
-                queued = False
-        batch = self._follow(call) if queued else [call]
-        if batch is not None:
-            self._lead(batch)
+        batch: list[Call] | None = None
+        failure: StoreUnavailable | None = None
+        try:
+            with self._lock:
+                if self._busy:
+                    call.ready = allocate_lock()
+                    call.ready.acquire()
+                    self._pending.append(call)
+                else:
+                    batch = [call]
+                    self._busy = True
+            if batch is None:
+                self._follow(call)
+                batch = call.batch
+            if batch is not None:
+                failure = self._send(batch)
+        finally:
+            # Whatever happens here (KeyboardInterrupt included), a thread that holds the queue hands it on.
+            if (batch := batch or call.batch) is not None:
+                self._finish(batch, failure)
         return call.outcome()
 
-    def _follow(self, call: Call) -> list[Call] | None:
-        """Wait until `call` is done (None) or handed the queue to send (the batch)."""
+    def _follow(self, call: Call) -> None:
+        """Wait until `call` is done or handed the queue to send (`call.batch`)."""
         ready = call.ready
         assert ready is not None
         try:
@@ -112,18 +121,7 @@ class SyncPipeliner:
             with self._lock:
                 if call in self._pending:
                     self._pending.remove(call)
-                batch, call.batch = call.batch, None
-            if batch is not None:  # handed the queue but leaving: its calls must not wait for nobody
-                self._finish(batch, None)
-            raise
-        return call.batch
-
-    def _lead(self, batch: list[Call]) -> None:
-        failure: StoreUnavailable | None = None
-        try:
-            failure = self._send(batch)
-        finally:
-            self._finish(batch, failure)
+            raise  # `run` hands on a queue this call was given meanwhile
 
     def _finish(self, batch: list[Call], failure: StoreUnavailable | None) -> None:
         """Close `batch` (calls without an outcome were interrupted) and hand the queue on, or fail it with `failure`.
@@ -194,7 +192,18 @@ class AsyncPipeliner:
         else:
             task = asyncio.get_running_loop().create_task(self._flush(queued))
             self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            task.add_done_callback(partial(self._flushed, queued))
+
+    def _flushed(self, batch: list[Call], task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        if all(call.done for call in batch):
+            return
+        # Cancelled before its first step, so its `finally` never ran: nobody sends; fail its calls and the queue.
+        for call in batch:
+            if not call.done:
+                call.error = _interrupted()
+            _wake(call)
+        self._hand_on(StoreUnavailable("interrupted", "the task sending this batch was cancelled"))
 
     async def _flush(self, batch: list[Call]) -> None:
         failure: StoreUnavailable | None = None

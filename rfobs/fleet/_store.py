@@ -70,8 +70,8 @@ class RedisStore:
         timeout: Seconds a round trip may take (socket read/write), and the longest a call waits for a free
             connection of the pool.
         connect_timeout: Seconds to open a connection. A call waits on Redis at most `connect_timeout` + `timeout`
-            (three times `timeout` when the script must be loaded again), once: then the guard answers. A call
-            queued behind a batch on the wire waits for that batch too; if it fails, the call fails with it.
+            (twice that when the script must be loaded again), once: then the guard answers. A call queued behind
+            a batch on the wire waits for that batch too (if it fails, the call fails with it, at once).
         key_prefix: First part of every key (`rfobs:rl:tb:{name:'key'}`).
         retry_after: Seconds the guard keeps calls off Redis after a failure before one probe call tries again.
 
@@ -204,9 +204,10 @@ class RedisStore:
         todo = batch
         for attempt in range(2):
             try:
-                if todo := _settle(todo, _exchange(wire, todo), first=attempt == 0):
-                    for script in {call.script for call in todo}:
-                        client.script_load(script.source)
+                if not (todo := _settle(todo, _exchange(wire, todo), first=attempt == 0)):
+                    break
+                for script in {call.script for call in todo}:
+                    client.script_load(script.source)
             except self._errors as error:
                 for call in todo:
                     call.error = unavailable(error)
@@ -218,9 +219,10 @@ class RedisStore:
         todo = batch
         for attempt in range(2):
             try:
-                if todo := _settle(todo, await _aexchange(wire, todo), first=attempt == 0):
-                    for script in {call.script for call in todo}:
-                        await client.script_load(script.source)
+                if not (todo := _settle(todo, await _aexchange(wire, todo), first=attempt == 0)):
+                    break
+                for script in {call.script for call in todo}:
+                    await client.script_load(script.source)
             except self._errors as error:
                 for call in todo:
                     call.error = unavailable(error)
@@ -266,8 +268,9 @@ class RedisStore:
         return pipeliner
 
     def _wait_limit(self) -> float:
-        # The longest one batch may take on the wire: a connection, the script loaded again, and its replies.
-        return self.connect_timeout + 3 * self.timeout
+        # The longest one batch may take: its connection opened and its replies read, then, when Redis lost the
+        # script, a pool connection opened, waited for and used to load it, and the batch sent again.
+        return 2 * self.connect_timeout + 4 * self.timeout
 
     async def _new_async_client(self) -> AsyncPipeliner:
         """A client for this event loop, closed when the loop shuts down (`asyncio.run` ending); its pipeliner."""
@@ -342,8 +345,10 @@ async def _close_at_loop_end(client: redis.asyncio.Redis, wire: Any) -> AsyncGen
     try:
         yield
     finally:
-        await wire.disconnect()
-        await client.aclose(close_connection_pool=True)  # the pool was given, so not closed by default
+        try:
+            await wire.disconnect()
+        finally:
+            await client.aclose(close_connection_pool=True)  # the pool was given, so not closed by default
 
 
 # One round trip by hand on the sender's own connection, not through redis-py's Pipeline and pool: their
