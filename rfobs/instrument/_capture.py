@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import inspect
+import os
 import reprlib
 from collections.abc import Callable
 from typing import Any, Final
 
 from rfobs._secrets import REDACTED, is_secret_key, scrub_text
 
-__all__ = ["MAX_CAPTURE_LENGTH", "input_capturer", "output_capturer"]
+__all__ = ["CAPTURE_CONTENT_ENV", "MAX_CAPTURE_LENGTH", "capture_default", "input_capturer", "output_capturer"]
 
 MAX_CAPTURE_LENGTH: Final = 1024
+CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+
+
+def capture_default(explicit: bool | None = None) -> bool:
+    """Whether a decorator captures content: its own argument when given, else the GenAI instrumentations' switch.
+
+    `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (read when decorating, as the OpenTelemetry GenAI
+    instrumentations read it) turns capture on for every rfobs decorator not told otherwise; off by default, since
+    prompts and results often hold personal data.
+    """
+    if explicit is not None:
+        return explicit
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _TRUE
 
 # reprlib bounds the work as well as the text: a 10 MB prompt or a million-item list is never fully rendered.
 _repr = reprlib.Repr()
