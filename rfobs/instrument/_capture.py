@@ -28,6 +28,7 @@ def capture_default(explicit: bool | None = None) -> bool:
         return explicit
     return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _TRUE
 
+
 # reprlib bounds the work as well as the text: a 10 MB prompt or a million-item list is never fully rendered.
 _repr = reprlib.Repr()
 _repr.maxstring = 400
