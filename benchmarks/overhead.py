@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 import timeit
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +58,189 @@ class NullExporter:
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def llm_result() -> dict[str, Any]:
+    """An OpenAI-shaped chat completion, as a client library's `model_dump()` gives it."""
+    return {
+        "id": "chatcmpl-1",
+        "model": "bench-model-2025",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "An answer."}}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 30, "prompt_tokens_details": {"cached_tokens": 20}},
+    }
+
+
+MESSAGES = [{"role": "user", "content": "What is RAG?"}]
+SYSTEM = "Be brief."
+
+
+def genai_rows(telemetry: Any, n: int) -> tuple[list[tuple[str, float, float]], list[str]]:
+    """`@llm_call` (content capture off and on) and `@agent`, each against hand-written OpenTelemetry.
+
+    The hand-written code sets the same span attributes (GenAI and OpenInference) and records the same metric
+    points, reading the same result dict; what it leaves out is rfobs's secret scrubbing of captured text.
+    """
+    import json
+
+    from opentelemetry.trace import SpanKind
+
+    import rfobs
+    from rfobs.instrument._telemetry import DURATION_BUCKETS, GEN_AI_DURATION_BUCKETS, TOKEN_BUCKETS
+    from rfobs.instrument.llm import llm_call
+
+    tracer = telemetry.tracer_provider.get_tracer("raw.genai")
+    meter = telemetry.meter_provider.get_meter("raw.genai")
+    tokens = meter.create_histogram("raw.token.usage", "{token}", explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
+    llm_seconds = meter.create_histogram(
+        "raw.llm.duration", "s", explicit_bucket_boundaries_advisory=GEN_AI_DURATION_BUCKETS
+    )
+    calls = meter.create_counter("raw.api_calls")
+    call_seconds = meter.create_histogram("raw.api_duration", "s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+    unpriced = meter.create_counter("raw.llm_cost_unknown")
+    base = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "bench-model"}
+    start_attributes = {
+        **base, "openinference.span.kind": "LLM", "llm.provider": "openai", "llm.system": "openai",
+        "llm.model_name": "bench-model",
+    }  # fmt: skip
+    token_attributes = {kind: {**base, "gen_ai.token.type": kind} for kind in ("input", "output")}
+    call_attributes = {"service": "openai", "endpoint": "chat", "status": "success"}
+    unpriced_attributes = {"provider": "openai", "reason": "model"}
+
+    def parts(message: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"type": "text", "content": message["content"]}]
+
+    def raw_llm(capture: bool) -> Callable[[], object]:
+        def call(**kwargs: Any) -> object:
+            start = time.perf_counter()
+            with tracer.start_as_current_span(
+                "chat bench-model", kind=SpanKind.CLIENT, attributes=start_attributes
+            ) as span:
+                if capture:
+                    system = {"role": "system", "content": kwargs["system"]}
+                    text = json.dumps(
+                        [{"role": m["role"], "parts": parts(m)} for m in kwargs["messages"]], separators=(",", ":")
+                    )
+                    span.set_attributes({
+                        "gen_ai.system_instructions": json.dumps(parts(system), separators=(",", ":")),
+                        "gen_ai.input.messages": text, "input.value": text, "input.mime_type": "application/json",
+                        **{f"llm.input_messages.{i}.message.{k}": m[k]
+                           for i, m in enumerate([system, *kwargs["messages"]]) for k in ("role", "content")},
+                    })  # fmt: skip
+                result = llm_result()
+                usage, choices = result["usage"], result["choices"]
+                span.set_attributes({
+                    "gen_ai.response.id": result["id"], "gen_ai.response.model": result["model"],
+                    "llm.model_name": result["model"],
+                    "gen_ai.response.finish_reasons": [c["finish_reason"] for c in choices],
+                    "gen_ai.usage.input_tokens": usage["prompt_tokens"],
+                    "llm.token_count.prompt": usage["prompt_tokens"],
+                    "gen_ai.usage.output_tokens": usage["completion_tokens"],
+                    "llm.token_count.completion": usage["completion_tokens"],
+                    "llm.token_count.total": usage["prompt_tokens"] + usage["completion_tokens"],
+                    "gen_ai.usage.cache_read.input_tokens": usage["prompt_tokens_details"]["cached_tokens"],
+                    "llm.token_count.prompt_details.cache_read": usage["prompt_tokens_details"]["cached_tokens"],
+                })  # fmt: skip
+                if capture:
+                    out = [
+                        {
+                            "role": c["message"]["role"],
+                            "parts": parts(c["message"]),
+                            "finish_reason": c["finish_reason"],
+                        }
+                        for c in choices
+                    ]
+                    text = json.dumps(out, separators=(",", ":"))
+                    span.set_attributes({
+                        "gen_ai.output.messages": text, "output.value": text, "output.mime_type": "application/json",
+                        "llm.output_messages.0.message.role": "assistant",
+                        "llm.output_messages.0.message.content": choices[0]["message"]["content"],
+                    })  # fmt: skip
+                tokens.record(usage["prompt_tokens"], token_attributes["input"])
+                tokens.record(usage["completion_tokens"], token_attributes["output"])
+                unpriced.add(1, unpriced_attributes)
+            elapsed = time.perf_counter() - start
+            llm_seconds.record(elapsed, base)
+            calls.add(1, call_attributes)
+            call_seconds.record(elapsed, call_attributes)
+            return result
+
+        return functools.partial(call, messages=MESSAGES, system=SYSTEM)
+
+    @llm_call("openai", "bench-model", capture_content=False)
+    def ours_plain(messages: list[dict[str, str]], system: str) -> object:
+        return llm_result()
+
+    @llm_call("openai", "bench-model", capture_content=True)
+    def ours_captured(messages: list[dict[str, str]], system: str) -> object:
+        return llm_result()
+
+    agent_start = {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "rfobs", "gen_ai.agent.name": "bench",
+        "gen_ai.agent.description": "Answers benchmark questions.", "openinference.span.kind": "AGENT",
+        "rfobs.agent": "bench",
+    }  # fmt: skip
+    agent_metric = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.provider.name": "rfobs",
+        "gen_ai.agent.name": "bench",
+    }
+    task_attributes = {"agent": "bench", "task": "bench", "status": "success"}
+    agent_seconds = meter.create_histogram(
+        "raw.agent.duration", "s", explicit_bucket_boundaries_advisory=GEN_AI_DURATION_BUCKETS
+    )
+    task_counter = meter.create_counter("raw.agent_tasks")
+    task_seconds = meter.create_histogram(
+        "raw.agent_task_duration", "s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+    )
+
+    def raw_agent() -> int:
+        start = time.perf_counter()
+        with tracer.start_as_current_span("invoke_agent bench", attributes=agent_start):
+            result = bare()
+        elapsed = time.perf_counter() - start
+        agent_seconds.record(elapsed, agent_metric)
+        task_counter.add(1, task_attributes)
+        task_seconds.record(elapsed, task_attributes)
+        return result
+
+    async def raw_agent_async() -> int:
+        start = time.perf_counter()
+        with tracer.start_as_current_span("invoke_agent bench", attributes=agent_start):
+            result = await abare()
+        elapsed = time.perf_counter() - start
+        agent_seconds.record(elapsed, agent_metric)
+        task_counter.add(1, task_attributes)
+        task_seconds.record(elapsed, task_attributes)
+        return result
+
+    @rfobs.agent("bench")
+    def agent_sync() -> int:
+        """Answers benchmark questions."""
+        return 1
+
+    @rfobs.agent("bench")
+    async def agent_async() -> int:
+        """Answers benchmark questions."""
+        return 1
+
+    rows: list[tuple[str, float, float]] = []
+    ratios: list[str] = []
+    nan = float("nan")
+    for label, ours, theirs in (
+        ("capture off", functools.partial(ours_plain, messages=MESSAGES, system=SYSTEM), raw_llm(False)),
+        ("capture on", functools.partial(ours_captured, messages=MESSAGES, system=SYSTEM), raw_llm(True)),
+    ):
+        raw_ns, ours_ns = per_call_ns(theirs, n), per_call_ns(ours, n)
+        rows.append((f"raw OTel, same LLM span+metrics ({label})", raw_ns, nan))
+        rows.append((f"@llm_call, OpenAI dict result ({label})", ours_ns, nan))
+        ratios.append(f"{f'@llm_call ({label}) / raw OTel':<36}sync {ours_ns / raw_ns:.2f}x")
+    raw_pair = (per_call_ns(raw_agent, n), async_per_call_ns(raw_agent_async, n))
+    ours_pair = (per_call_ns(agent_sync, n), async_per_call_ns(agent_async, n))
+    rows.append(("raw OTel, same agent span+metrics", *raw_pair))
+    rows.append(("@agent", *ours_pair))
+    sync_ratio, async_ratio = ours_pair[0] / raw_pair[0], ours_pair[1] / raw_pair[1]
+    ratios.append(f"{'@agent / raw OTel':<36}sync {sync_ratio:.2f}x  async {async_ratio:.2f}x")
+    return rows, ratios
 
 
 def main() -> None:
@@ -189,6 +373,10 @@ def main() -> None:
     rows.append(("RateLimiter.acquire(), limit never reached", float("nan"), ours))
     rows.append(("aiolimiter AsyncLimiter.acquire()", float("nan"), theirs))
 
+    # GenAI decorators against hand-written OpenTelemetry doing the same work.
+    genai, genai_ratios = genai_rows(telemetry, n)
+    rows.extend(genai)
+
     # Sampled out: the same decorators on a provider whose sampler drops every trace (metrics still count).
     from rfobs.testing import reset_global_telemetry
 
@@ -211,6 +399,8 @@ def main() -> None:
     print(f"@timeout - asyncio.timeout     async {timed - plain_timeout:.0f} ns  (<= 1000 ns)")
     print(f"full stack / raw OTel          async {stack / raw[1]:.2f}x  (<= 1.3x)")
     print(f"RateLimiter / aiolimiter throughput  {theirs / ours:.2f}x  (>= 1.0x)")
+    for line in genai_ratios:
+        print(line)
     telemetry.shutdown(timeout=5)
 
 

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 from rfobs._compat import SEED_NAMES
 from rfobs._lazy import lazy_getattr as _lazy_getattr
 from rfobs._version import __version__
+
+# Eager, not lazy: the function shares its module's name, and a lazily loaded module would replace it on the
+# package as soon as anything imported `rfobs.conversation` (its import is light: no SDK, no baggage API).
+from rfobs.conversation import conversation
 from rfobs.exceptions import CircuitOpen, ConfigError, RateLimited, RfobsError, TimeoutExceeded
+from rfobs.instrument.agent import agent
 from rfobs.instrument.llm import llm_call
 from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
 
@@ -82,11 +87,13 @@ __all__ = [
     "TimeoutExceeded",
     "__version__",
     "add_secret_pattern",
+    "agent",
     "api_call",
     "benchmark",
     "benchmark_sync",
     "circuit_breaker",
     "continue_trace",
+    "conversation",
     "extract",
     "flush",
     "get_advanced_health_checker",

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Final, cast
 
 from rfobs import _settings_parsers as parsers
+from rfobs._instrumentations import instrumentation_names
 from rfobs._secrets import Secret
 from rfobs._settings_parsers import Invalid, Parser
 from rfobs._state import DEFAULT_NAMESPACE
@@ -185,6 +186,9 @@ class SdkSettings:
     """On SIGTERM end open spans, flush, die by SIGTERM; under an application's handler, export spans as they end."""
     scrub_patterns: tuple[str, ...] = _setting((), parsers.scrub_patterns)
     """More secrets to scrub: regular expressions whose matches become `***` (see `rfobs.add_secret_pattern`)."""
+    instrument: tuple[str, ...] = _setting((), instrumentation_names)
+    """Client libraries whose OpenTelemetry instrumentation `init()` turns on: openai, anthropic, google-genai, httpx,
+    requests, aiohttp (`pip install 'rfobs[instrument-openai]'`, ...); one not installed earns a warning."""
 
 
 @dataclass(frozen=True, slots=True)

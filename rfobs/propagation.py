@@ -36,6 +36,15 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from rfobs import _guard
+from rfobs.conversation import (
+    BAGGAGE_KEYS,
+    CONVERSATION_ID,
+    SESSION_ID,
+    USER_ID,
+    attributes_from_baggage,
+    conversation,
+    with_conversation_baggage,
+)
 from rfobs.instrument._wrap import is_coroutine_callable
 
 __all__ = ["CallInContext", "HeaderCarrier", "continue_trace", "extract", "inject", "using_baggage", "with_context"]
@@ -87,8 +96,9 @@ def inject(
 ) -> MutableMapping[str, str]:
     """Write the current span and baggage as W3C headers (`traceparent`, `tracestate`, `baggage`).
 
-    Nothing is written when there is no valid current span and no baggage. Never raises: a failure is logged and
-    counted as an rfobs internal error, and the carrier is returned as it is.
+    Inside `rfobs.conversation()`, the baggage also holds its `gen_ai.conversation.id`, `session.id` and
+    `user.id`. Nothing is written when there is no valid current span and no baggage. Never raises: a failure is
+    logged and counted as an rfobs internal error, and the carrier is returned as it is.
 
     Args:
         carrier: The headers to add to; a new dict when omitted.
@@ -103,7 +113,7 @@ def inject(
     """
     headers: MutableMapping[str, str] = {} if carrier is None else carrier
     try:
-        _W3C.inject(headers, context=context)
+        _W3C.inject(headers, context=with_conversation_baggage(context))
     except Exception:
         _guard.internal_error("injecting trace context headers")
     return headers
@@ -182,12 +192,36 @@ def continue_trace(carrier: HeaderCarrier | Mapping[str, str]) -> Generator[Cont
         >>> with continue_trace({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}):
         ...     pass  # spans started here continue the caller's trace
     """
-    remote = extract(carrier)
+    remote, carried = _conversation_out_of_baggage(extract(carrier))
     token = otel_context.attach(remote)
     try:
-        yield remote
+        with _conversation_scope(carried):
+            yield remote
     finally:
         otel_context.detach(token)
+
+
+def _conversation_out_of_baggage(remote: Context) -> tuple[Context, dict[str, str]]:
+    """`remote` without the conversation's baggage entries, and those entries.
+
+    The conversation goes on in this process as an `rfobs.conversation` scope, not as OpenTelemetry baggage:
+    baggage would be sent on by every HTTP and LLM client instrumentation, user ids included, to third parties.
+    """
+    from opentelemetry import baggage
+
+    carried = attributes_from_baggage(baggage.get_all(remote))
+    for key in BAGGAGE_KEYS:
+        remote = baggage.remove_baggage(key, remote)
+    return remote, carried
+
+
+def _conversation_scope(carried: Mapping[str, str]) -> contextlib.AbstractContextManager[object]:
+    if not carried:
+        return contextlib.nullcontext()
+    try:
+        return conversation(carried.get(CONVERSATION_ID), user=carried.get(USER_ID), session=carried.get(SESSION_ID))
+    except Exception:  # a remote value rfobs would refuse locally: the block runs without a conversation
+        return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -8,14 +8,14 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rfobs import _process, _state
+from rfobs import _guard, _process, _state
 from rfobs._pipeline import Pipeline, build_pipeline, installed, serve_metrics
 from rfobs._settings_model import Settings
 from rfobs.config import load_config
-from rfobs.exceptions import RfobsError
+from rfobs.exceptions import ConfigError, RfobsError
 from rfobs.instrument import _workers
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class Telemetry:
                 _process.install_sigterm_handler(self._terminate, self._export_until_exit, chain_only=True)
 
 
-def init(env: str | None = None, **overrides: Any) -> Telemetry:
+def init(env: str | None = None, *, instrument: Sequence[str] | None = None, **overrides: Any) -> Telemetry:
     """Read the settings, build and install the OpenTelemetry providers, and start the exporters.
 
     Safe to call twice: the second call warns and returns the same handle. Call it once per process:
@@ -260,6 +260,9 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
 
     Args:
         env: `development`, `staging` or `production`; default `RFOBS_ENV`, else `development`.
+        instrument: Client libraries whose OpenTelemetry instrumentation to turn on with rfobs's providers until
+            `shutdown()`: "openai", "anthropic", "google-genai", "httpx", "requests", "aiohttp" (the setting
+            `sdk.instrument`). One not installed earns a warning naming the package; an unknown name is invalid.
         **overrides: Settings that win over files and environment, as `group__key=value` or
             `group={"key": value}`.
 
@@ -286,6 +289,8 @@ def init(env: str | None = None, **overrides: Any) -> Telemetry:
             )
             return _active
         _refuse_reinit()
+        if instrument is not None:
+            overrides["sdk__instrument"] = instrument if isinstance(instrument, str) else list(instrument)
         return _start_locked(load_config(env, overrides=overrides))
 
 
@@ -309,6 +314,27 @@ def _start_locked(settings: Settings) -> Telemetry:
     # Filled before the providers exist: the decorators read the namespace as soon as they see them.
     _state.activate(_state.ActiveState(settings=settings, namespace=settings.metrics.namespace))
     pipeline = build_pipeline(settings)
+    if pipeline.tracer_provider is not None:
+        from rfobs._conversation_processor import ConversationSpanProcessor
+
+        # Every span on the provider, rfobs's or another tracer's, carries the conversation it started in.
+        pipeline.tracer_provider.add_span_processor(ConversationSpanProcessor())
+        from rfobs._cost_rollup import CostRollupProcessor
+
+        # Agent spans carry the sum of the costs (`gen_ai.usage.cost`) of the LLM calls made inside them.
+        pipeline.tracer_provider.add_span_processor(CostRollupProcessor())
+        from rfobs.instrument._cost import warm_up_in_background
+
+        warm_up_in_background()
+    from rfobs._instrumentations import start as start_instrumentations
+
+    # The instrumentations of `sdk.instrument`, turned off again by shutdown() (a closer of the pipeline).
+    try:
+        start_instrumentations(settings, pipeline)
+    except ConfigError:
+        raise
+    except Exception:  # an instrumentation package failing to load must not fail init() after exporters started
+        _guard.internal_error("turning on the OpenTelemetry instrumentations")
     _active = Telemetry(settings, pipeline)
     _state.activate(
         _state.ActiveState(

@@ -84,6 +84,14 @@ class Capture:
             self.meter_provider: MeterProvider = MeterProvider(
                 metric_readers=[self.reader], resource=resource, shutdown_on_exit=False
             )
+        from rfobs._conversation_processor import ConversationSpanProcessor
+
+        # As `rfobs.init()` installs it: spans inside `rfobs.conversation()` carry its attributes in tests too.
+        self.tracer_provider.add_span_processor(ConversationSpanProcessor())
+        from rfobs._cost_rollup import CostRollupProcessor
+
+        # As `rfobs.init()` installs it: agent spans carry the sum of their LLM calls' costs.
+        self.tracer_provider.add_span_processor(CostRollupProcessor())
         self.tracer_provider.add_span_processor(self._open)
         from rfobs._scrub_export import ScrubbingSpanExporter
 

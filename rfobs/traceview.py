@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 _KEY_ATTRIBUTE_PREFIXES = ("gen_ai.", "rfobs.", "http.")
-_KEY_ATTRIBUTES = frozenset({"error.type", "openinference.span.kind"})
+_KIND = "openinference.span.kind"
+_KEY_ATTRIBUTES = frozenset({"error.type", _KIND})
 # Already said by the span's name ("{agent}.{task}", "{service}.{endpoint}").
 _NAME_ATTRIBUTES = frozenset({"rfobs.agent", "rfobs.task", "rfobs.api.service", "rfobs.api.endpoint"})
 _VALUE_LIMIT = 40
@@ -330,12 +331,20 @@ def _render_trace(trace: Trace, width: int) -> list[str]:
     header = (
         f"{trace.trace_id}  {_format_timestamp(trace.start_ns)}  {_format_duration(trace.duration_ns)}"
         f"  {spans} span{'s' if spans != 1 else ''}  {errors} error{'s' if errors != 1 else ''}"
-        f"  {trace.service_name}"
+        f"{_cost_and_conversation(trace)}  {trace.service_name}"
     )
     lines = [_fit(header.rstrip(), width)]
     for root in trace.roots:
         _render_tree(root, trace.service_name, width, lines)
     return lines
+
+
+def _cost_and_conversation(trace: Trace) -> str:
+    """The LLM calls' summed `gen_ai.usage.cost` (agents' totals left out) and the root's conversation id, if any."""
+    costs = [s.attributes.get("gen_ai.usage.cost") for s in trace.spans if s.attributes.get(_KIND) != "AGENT"]
+    priced = [cost for cost in costs if isinstance(cost, int | float) and not isinstance(cost, bool)]
+    conversation = _one_line(str(trace.roots[0].span.attributes.get("gen_ai.conversation.id") or ""))
+    return (f"  ${sum(priced):.6f}" if priced else "") + (f"  conversation {conversation}" if conversation else "")
 
 
 def _render_tree(root: SpanNode, service_name: str, width: int, lines: list[str]) -> None:

@@ -137,10 +137,10 @@ def test_demo_runs_the_agent_and_leaves_traces(tmp_path: Path) -> None:
     traces = build_traces(load_spans(tmp_path / ".rfobs" / "traces.jsonl"))
     assert len(traces) >= 5
     roots = {node.span.name for trace in traces for node in trace.roots}
-    assert roots == {"researcher.answer_question"}
+    assert roots == {"invoke_agent researcher"}
     spans = [span for trace in traces for span in trace.spans]
     names = {span.name for span in spans}
-    assert {"researcher.plan", "arxiv.search", "semantic_scholar.search", "researcher.read_paper"} <= names
+    assert {"researcher.plan", "arxiv.search", "semantic_scholar.search", "execute_tool read_paper"} <= names
     assert "chat gpt-4o-mini" in names
     assert any(trace.error_count for trace in traces)  # the demo injects failures
     events = {event.name for span in spans for event in span.events}

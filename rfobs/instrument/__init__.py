@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rfobs._lazy import lazy_getattr as _lazy_getattr
+from rfobs.instrument.agent import agent  # binds the function over the submodule of the same name
 from rfobs.instrument.llm import llm_call, token_usage
 from rfobs.instrument.task import api_call, task, tool, track_agent_task, track_api_call
 
@@ -70,6 +71,7 @@ __all__ = [
     "RetryPolicy",
     "SupportsBackoff",
     "Timeout",
+    "agent",
     "api_call",
     "circuit_breaker",
     "default_retryable",

@@ -55,6 +55,21 @@ GEN_AI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 RFOBS_INPUT: Final = "rfobs.input"
 RFOBS_OUTPUT: Final = "rfobs.output"
+# Agent and tool spans (GenAI conventions), and OpenInference's content and tool attributes.
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+GEN_AI_AGENT_VERSION: Final = "gen_ai.agent.version"
+GEN_AI_AGENT_DESCRIPTION: Final = "gen_ai.agent.description"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+GEN_AI_TOOL_DESCRIPTION: Final = "gen_ai.tool.description"
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+OI_INPUT_VALUE: Final = "input.value"
+OI_INPUT_MIME_TYPE: Final = "input.mime_type"
+OI_OUTPUT_VALUE: Final = "output.value"
+OI_OUTPUT_MIME_TYPE: Final = "output.mime_type"
+OI_TOOL_NAME: Final = "tool.name"
+OI_TOOL_DESCRIPTION: Final = "tool.description"
 
 # Policy attributes and events on the enclosing span.
 RETRY_EVENT: Final = "retry"
@@ -88,6 +103,8 @@ BREAKER_REASON: Final = "rfobs.circuit_breaker.fallback_reason"
 
 # The GenAI semantic conventions' advisory buckets for token counts and operation durations.
 TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+# The GenAI conventions' advice for gen_ai.invoke_agent.duration: agent runs last longer than single calls.
+AGENT_DURATION_BUCKETS: Final = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6)
 GEN_AI_DURATION_BUCKETS: Final = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92
 )  # fmt: skip
@@ -249,6 +266,36 @@ class Instruments:
             unit="s",
             description="Duration of LLM calls.",
             buckets=GEN_AI_DURATION_BUCKETS,
+        )
+        self.llm_time_to_first_chunk = histograms.create(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time from a streaming LLM call's start to its first chunk.",
+            buckets=GEN_AI_DURATION_BUCKETS,
+        )
+        self.invoke_agent_duration = histograms.create(
+            "gen_ai.invoke_agent.duration",
+            unit="s",
+            description="Duration of agent invocations (`@agent`).",
+            buckets=AGENT_DURATION_BUCKETS,
+        )
+        self.execute_tool_duration = histograms.create(
+            "gen_ai.execute_tool.duration",
+            unit="s",
+            description="Duration of tool executions (`@tool`).",
+            buckets=GEN_AI_DURATION_BUCKETS,
+        )
+        # A float sum, so a synchronous counter rather than `Counts`; one add per priced LLM call. The unit is an
+        # annotation, so Prometheus adds no suffix: `{ns}_llm_cost_usd_total`.
+        self.llm_cost = meter.create_counter(
+            f"{ns}.llm_cost_usd",
+            unit="{USD}",
+            description="Estimated cost of LLM calls in US dollars (genai-prices), by provider and model.",
+        )
+        self.llm_cost_unknown = self._counter(
+            meter,
+            f"{ns}.llm_cost_unknown",
+            "LLM calls that could not be priced, by provider and reason (provider, model or usage unknown).",
         )
 
     def _counter(self, meter: Meter, name: str, description: str) -> Counts:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
+from rfobs import _check
 from rfobs.exceptions import ConfigError
 from rfobs.instrument import _telemetry as t
 from rfobs.instrument._attributes import check_attributes
-from rfobs.instrument._capture import input_capturer, output_capturer
-from rfobs.instrument._operation import Operation, check_name, function_label
+from rfobs.instrument._capture import capture_default
+from rfobs.instrument._operation import ArgumentAttributes, Operation, check_name, duration_hooks, function_label
 from rfobs.instrument._wrap import wrap
+from rfobs.instrument.agent import DEFAULT_PROVIDER, agent_operation, content_capture, description_of, with_agent_scope
 
 if TYPE_CHECKING:
     from rfobs.instrument.breaker import CircuitBreaker
@@ -27,6 +31,10 @@ R = TypeVar("R")
 Decorator = Callable[[Callable[P, R]], Callable[P, R]]
 
 
+_TOOL_TYPES: Final = ("function", "extension", "datastore")
+_MAX_CALL_ID: Final = 256
+
+
 def _task_metrics(instruments: t.Instruments) -> tuple[t.Counts, Any]:
     return instruments.task_counts, instruments.task_duration
 
@@ -35,10 +43,17 @@ def _api_metrics(instruments: t.Instruments) -> tuple[t.Counts, Any]:
     return instruments.api_counts, instruments.api_duration
 
 
-def _capture(func: Callable[..., Any], enabled: bool) -> dict[str, Any]:
-    if not enabled:
-        return {}
-    return {"capture_input": input_capturer(func), "capture_output": output_capturer()}
+def _tool_histogram(instruments: t.Instruments) -> Any:
+    return instruments.execute_tool_duration
+
+
+def _capture_flag(value: object, decorator: str) -> bool:
+    """The decorator's `capture_args`, or the GenAI content-capture switch when it is None."""
+    return capture_default(None if value is None else _check.flag(f"@{decorator}", "capture_args", value))
+
+
+def _task_name(func: Callable[..., Any], name: str | None, fallback: str) -> str:
+    return name or getattr(func, "__name__", None) or getattr(getattr(func, "__func__", None), "__name__", fallback)
 
 
 @overload
@@ -48,7 +63,7 @@ def task(
     agent: str,
     name: str | None = None,
     *,
-    capture_args: bool = False,
+    capture_args: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
     retry: RetryPolicy | Mapping[str, Any] | int | bool | None = None,
     timeout: Timeout | float | None = None,
@@ -59,7 +74,7 @@ def task(
     agent: str | Callable[P, R],
     name: str | None = None,
     *,
-    capture_args: bool = False,
+    capture_args: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
     retry: RetryPolicy | Mapping[str, Any] | int | bool | None = None,
     timeout: Timeout | float | None = None,
@@ -68,15 +83,24 @@ def task(
 ) -> Decorator[P, R] | Callable[P, R]:
     """Trace an agent task: a span `"{agent}.{name}"`, `agent_tasks_total` and `agent_task_duration_seconds`.
 
-    The span carries the GenAI attributes (`gen_ai.operation.name=invoke_agent`, `gen_ai.agent.name`) and
-    `openinference.span.kind=AGENT`. An exception is recorded on the span (status ERROR, `error.type`) and
-    re-raised unchanged.
+    What the span is depends on where the task runs:
+
+    - inside an `@agent` or another `@task` (at any depth, through tools and other calls): a step of that
+      agent, with `openinference.span.kind=CHAIN` and no `gen_ai.operation.name`;
+    - with no rfobs agent or task around it: an agent invocation of its own, as the seed programme's tasks
+      are: `gen_ai.operation.name=invoke_agent`, `gen_ai.agent.name`, `gen_ai.provider.name="rfobs"`,
+      `openinference.span.kind=AGENT` (its duration stays in `agent_task_duration_seconds` only: the
+      `gen_ai.invoke_agent.duration` histogram is `@agent`'s, so a seed task pays for no second histogram).
+
+    The span's name is `"{agent}.{name}"` either way. An exception is recorded on the span (status ERROR,
+    `error.type`) and re-raised unchanged.
 
     Args:
         agent: The agent's name (a metric label: keep it bounded). Used bare (`@task`), the agent is "agent".
         name: The task's name; defaults to the function's name.
-        capture_args: Record the arguments (`rfobs.input`) and the result (`rfobs.output`) on the span,
-            truncated and with secret-looking values replaced by `***`.
+        capture_args: Record the arguments (`input.value`, a JSON object) and the result (`output.value`) with
+            their mime types, bounded and with secret-looking values replaced by `***`. None follows
+            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (off unless set to true).
         attributes: Constant span attributes added to every call: non-empty string names; values str, bool,
             int or float, or a list or tuple of one of those types.
         retry: Retry inside the task span: a `RetryPolicy`, a dict of its options, a number of attempts, or True
@@ -99,10 +123,11 @@ def task(
     """
     policies = {"retry": retry, "timeout": timeout, "rate_limit": rate_limit, "breaker": breaker}
     if callable(agent):
-        if name is not None or capture_args or attributes is not None or any(v is not None for v in policies.values()):
+        given = (name, capture_args, attributes, *policies.values())
+        if any(value is not None for value in given):
             raise ConfigError(f"@task(agent={agent!r}, ...): expected the agent's name; bare @task takes no arguments")
-        return _task_decorator("agent", None, None, False, "invoke_agent", "AGENT", "task")(agent)
-    span = _task_decorator(agent, name, attributes, capture_args, "invoke_agent", "AGENT", "task")
+        return _task_decorator("agent", None, None, None)(agent)
+    span = _task_decorator(agent, name, attributes, capture_args)
     if all(value is None for value in policies.values()):
         return span
     from rfobs.instrument.compose import policy_stack  # the policies load tenacity and friends: only when used
@@ -116,69 +141,179 @@ def task(
     return decorate
 
 
+def _task_decorator(
+    agent: str, name: str | None, attributes: Mapping[str, Any] | None, capture_args: bool | None
+) -> Decorator[P, R]:
+    agent = check_name("agent", agent, "task")
+    if name is not None:
+        name = check_name("name", name, "task")
+    constant = check_attributes(attributes, "task")
+    capture = _capture_flag(capture_args, "task")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        task_name = _task_name(func, name, "task")
+        span_name = f"{agent}.{task_name}"
+        function = function_label("task", func)
+        scoped, by_call = with_agent_scope(func)
+        content = content_capture(func, capture)
+        step = Operation(
+            span_name,
+            SpanKind.INTERNAL,
+            {t.OPENINFERENCE_KIND: "CHAIN", t.RFOBS_AGENT: agent, t.RFOBS_TASK: task_name, **constant},
+            {"agent": agent, "task": task_name},
+            _task_metrics,
+            function=function,
+            **content,
+        )
+        invocation = agent_operation(
+            span_name,
+            agent,
+            task_name,
+            DEFAULT_PROVIDER,
+            {},
+            constant,
+            genai_duration=False,
+            function=function,
+            opens_agent_scope=by_call,
+            inside_agent=step,
+            **content,
+        )
+        return wrap(scoped, invocation.begin)
+
+    return decorate
+
+
+def _call_id_reader(func: Callable[..., Any], call_id: str | None) -> ArgumentAttributes | None:
+    """Reads `gen_ai.tool.call.id` from the argument named `call_id`, else from one named `tool_call_id`.
+
+    Raises:
+        ConfigError: `call_id` names no parameter of `func` (`*args` and `**kwargs` do not count).
+    """
+    inner = getattr(func, "__func__", func)
+    try:
+        parameters = list(inspect.signature(inner).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: only an explicit call_id is an error
+        parameters = []
+    named = [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    wanted = call_id or "tool_call_id"
+    found = next(((i, p) for i, p in enumerate(named) if p.name == wanted), None)
+    if found is None:
+        if call_id is None:
+            return None
+        names = ", ".join(p.name for p in named) or "none"
+        allowed = f"the name of a parameter of {function_label('tool', func)} ({names})"
+        raise _check.bad("@tool", "call_id", call_id, allowed)
+    index, parameter = found
+    position = index if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD) else None
+
+    def read(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
+        value = args[position] if position is not None and position < len(args) else kwargs.get(wanted)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value:
+            return {t.GEN_AI_TOOL_CALL_ID: value[:_MAX_CALL_ID]}
+        return {}
+
+    return read
+
+
+def _both(first: ArgumentAttributes | None, second: ArgumentAttributes | None) -> ArgumentAttributes | None:
+    if first is None or second is None:
+        return first or second
+
+    def both(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, AttributeValue]:
+        return {**first(args, kwargs), **second(args, kwargs)}
+
+    return both
+
+
 def tool(
     name: str | None = None,
     *,
     agent: str | None = None,
-    capture_args: bool = False,
+    type: str = "function",  # shadows the builtin: the conventions name it so (gen_ai.tool.type)
+    call_id: str | None = None,
+    description: str | None = None,
+    capture_args: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
 ) -> Decorator[P, R]:
-    """Trace a tool the agent calls: like `@task`, with `gen_ai.operation.name=execute_tool` and kind TOOL.
+    """Trace a tool the agent calls: an INTERNAL span `"execute_tool {name}"`, the GenAI tool span.
 
-    Without an agent the span is `"execute_tool {name}"` (the GenAI semantic conventions' tool span name) with
-    `gen_ai.tool.name` and no agent attribute, and its metrics carry `agent=""`. With one it is
-    `"{agent}.{name}"` and also carries `gen_ai.agent.name`.
+    The span carries `gen_ai.operation.name=execute_tool`, `gen_ai.tool.name`, `gen_ai.tool.type`,
+    `gen_ai.tool.description` and `gen_ai.tool.call.id` when known, and OpenInference's
+    `openinference.span.kind=TOOL`, `tool.name` and `tool.description`. It counts in `agent_tasks_total` /
+    `agent_task_duration_seconds` (`agent=""` without an agent) and in the `gen_ai.execute_tool.duration`
+    histogram.
 
     Args:
         name: The tool's name; defaults to the function's name.
-        agent: The agent that owns the tool (metric label), if any.
-        capture_args: Record arguments and result on the span, truncated and scrubbed.
+        agent: The agent that owns the tool, if any: the `agent` metric label and `gen_ai.agent.name`.
+        type: `gen_ai.tool.type`: "function" (runs in the agent's process), "extension" (runs elsewhere, called
+            by the agent) or "datastore" (a store the agent reads, as in retrieval).
+        call_id: The parameter whose argument is the model's tool call id (`gen_ai.tool.call.id`). By default a
+            parameter named `tool_call_id`, when the function has one.
+        description: `gen_ai.tool.description`; defaults to the first line of the function's docstring.
+        capture_args: Record the arguments (`input.value` and `gen_ai.tool.call.arguments`, a JSON object) and
+            the result (`output.value` and `gen_ai.tool.call.result`), bounded and scrubbed. None follows
+            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (off unless set to true).
         attributes: Constant span attributes added to every call (as for `@task`).
 
     Raises:
-        ConfigError: An empty name or agent, or an invalid attribute, at decoration.
+        ConfigError: An empty name, agent or description, a type not listed above, a `call_id` that names no
+            parameter of the function, or an invalid attribute, at decoration.
+
+    Example:
+        >>> @tool("web_search", type="extension")
+        ... def web_search(query: str, tool_call_id: str | None = None) -> list[str]:
+        ...     '''Searches the web.'''
+        ...     return [query]
     """
-    return _task_decorator(agent, name, attributes, capture_args, "execute_tool", "TOOL", "tool")
-
-
-def _task_decorator(
-    agent: str | None,
-    name: str | None,
-    attributes: Mapping[str, Any] | None,
-    capture_args: bool,
-    operation: str,
-    kind: str,
-    decorator: str,
-) -> Decorator[P, R]:
-    if agent is not None:
-        agent = check_name("agent", agent, decorator)
     if name is not None:
-        name = check_name("name", name, decorator)
-    constant = check_attributes(attributes, decorator)
+        name = check_name("name", name, "tool")
+    if agent is not None:
+        agent = check_name("agent", agent, "tool")
+    tool_type = _check.one_of("@tool", "type", type, _TOOL_TYPES)
+    if call_id is not None:
+        call_id = check_name("call_id", call_id, "tool")
+    if description is not None:
+        description = description_of(tool, description, "@tool")  # checked now, not when a function comes
+    constant = check_attributes(attributes, "tool")
+    capture = _capture_flag(capture_args, "tool")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        task_name = (
-            name or getattr(func, "__name__", None) or getattr(getattr(func, "__func__", None), "__name__", "task")
-        )
-        span_attributes: dict[str, Any] = {t.GEN_AI_OPERATION: operation}
+        tool_name = _task_name(func, name, "tool")
+        described = description_of(func, description, "@tool")
+        span_attributes: dict[str, AttributeValue] = {
+            t.GEN_AI_OPERATION: "execute_tool",
+            t.GEN_AI_TOOL_NAME: tool_name,
+            t.GEN_AI_TOOL_TYPE: tool_type,
+            t.OPENINFERENCE_KIND: "TOOL",
+            t.OI_TOOL_NAME: tool_name,
+        }
+        if described:
+            span_attributes[t.GEN_AI_TOOL_DESCRIPTION] = span_attributes[t.OI_TOOL_DESCRIPTION] = described
         if agent is not None:
-            span_attributes[t.GEN_AI_AGENT_NAME] = agent
-        span_attributes[t.OPENINFERENCE_KIND] = kind
-        if agent is not None:
-            span_attributes[t.RFOBS_AGENT] = agent
-        span_attributes[t.RFOBS_TASK] = task_name
-        if decorator == "tool":
-            span_attributes[t.GEN_AI_TOOL_NAME] = task_name
+            span_attributes[t.GEN_AI_AGENT_NAME] = span_attributes[t.RFOBS_AGENT] = agent
+        span_attributes[t.RFOBS_TASK] = tool_name
         span_attributes.update(constant)
+        # The attributes the conventions define for gen_ai.execute_tool.duration (no operation name).
+        tool_metric: dict[str, str] = {t.GEN_AI_TOOL_NAME: tool_name, t.GEN_AI_TOOL_TYPE: tool_type}
+        if agent is not None:
+            tool_metric[t.GEN_AI_AGENT_NAME] = agent
+        on_result, on_error = duration_hooks(_tool_histogram, tool_metric)
+        content = content_capture(func, capture, tool=True)
         spec = Operation(
-            f"{agent}.{task_name}" if agent is not None else f"{operation} {task_name}",
+            f"execute_tool {tool_name}",
             SpanKind.INTERNAL,
             span_attributes,
             # "" rather than no label: every series of agent_tasks_total keeps the same label names.
-            {"agent": agent or "", "task": task_name},
+            {"agent": agent or "", "task": tool_name},
             _task_metrics,
-            function=function_label(decorator, func),
-            **_capture(func, capture_args),
+            on_result=on_result,
+            on_error=on_error,
+            function=function_label("tool", func),
+            argument_attributes=_both(_call_id_reader(func, call_id), content.get("argument_attributes")),
+            result_attributes=content.get("result_attributes"),
         )
         return wrap(func, spec.begin)
 
@@ -206,7 +341,7 @@ def api_call(
     service: str,
     endpoint: str | None = None,
     *,
-    capture_args: bool = False,
+    capture_args: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
 ) -> Decorator[P, R]:
     """Trace a call to an external API: a CLIENT span, `api_calls_total` and `api_call_duration_seconds`.
@@ -217,7 +352,8 @@ def api_call(
     Args:
         service: The API's name, such as "arxiv" (a metric label: keep it bounded).
         endpoint: The operation, such as "search"; defaults to the function's name. Never put ids in it.
-        capture_args: Record arguments and result on the span, truncated and scrubbed.
+        capture_args: Record arguments and result on the span (`input.value`, `output.value`), bounded and
+            scrubbed. None follows `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (off unless set to true).
         attributes: Constant span attributes added to every call (as for `@task`).
 
     Raises:
@@ -227,6 +363,7 @@ def api_call(
     if endpoint is not None:
         endpoint = check_name("endpoint", endpoint, "api_call")
     constant = check_attributes(attributes, "api_call")
+    capture = _capture_flag(capture_args, "api_call")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         endpoint_name = endpoint or getattr(func, "__name__", "call")
@@ -239,7 +376,7 @@ def api_call(
             _api_metrics,
             on_result=_http_status_ok,
             function=function_label("api_call", func),
-            **_capture(func, capture_args),
+            **content_capture(func, capture),
         )
         return wrap(func, spec.begin)
 

@@ -75,6 +75,14 @@ def test_llm_span_attributes_and_genai_metrics(capture: Capture) -> None:
             "gen_ai.response.model": "gpt-4o-2024-08-06",
             "gen_ai.usage.input_tokens": 12,
             "gen_ai.usage.output_tokens": 30,
+            "llm.provider": "openai",
+            "llm.system": "openai",
+            "llm.model_name": "gpt-4o-2024-08-06",
+            "llm.token_count.prompt": 12,
+            "llm.token_count.completion": 30,
+            "llm.token_count.total": 42,
+            # gpt-4o-2024-08-06: $2.50 per million input tokens, $10 per million output tokens.
+            "gen_ai.usage.cost": pytest.approx(12 * 2.5e-6 + 30 * 10e-6),
         },
         "events": [],
     }
@@ -122,10 +130,13 @@ def test_content_is_recorded_only_when_asked_and_then_scrubbed(capture: Capture)
 
     ask("x" * 5000, api_key="sk-live-abcdefghijklmnopqrstuvwxyz")
     attributes = capture.spans()[0]["attributes"]
-    assert attributes["rfobs.input"].startswith("prompt='xxxx")
-    assert attributes["rfobs.input"].endswith(", api_key=***")
-    assert len(attributes["rfobs.input"]) < 500
-    assert attributes["rfobs.output"] == "{'text': 'sure, token=***'}"
+    # No `messages=` and no response messages: OpenInference's input and output values hold the rendered call.
+    assert attributes["input.value"].startswith("prompt='xxxx")
+    assert attributes["input.value"].endswith(", api_key=***")
+    assert len(attributes["input.value"]) < 500
+    assert attributes["input.mime_type"] == "text/plain"
+    assert attributes["output.value"] == "{'text': 'sure, token=***'}"
+    assert "rfobs.input" not in attributes and "rfobs.output" not in attributes
 
 
 def test_task_capture_args(capture: Capture) -> None:
@@ -136,7 +147,7 @@ def test_task_capture_args(capture: Capture) -> None:
 
     Agent().search("rag", limit=2)
     attributes = capture.spans()[0]["attributes"]
-    assert (attributes["rfobs.input"], attributes["rfobs.output"]) == ("query='rag', limit=2", "['rag', 'rag']")
+    assert (attributes["input.value"], attributes["output.value"]) == ('{"query": "rag", "limit": 2}', '["rag", "rag"]')
 
 
 def test_bad_llm_arguments() -> None:

@@ -466,8 +466,9 @@ def test_decisions_are_counted_and_waits_and_refusals_land_on_the_current_span(c
     limiter.backoff(retry_after=10.0)
     with pytest.raises(RateLimited):
         search("u-2")  # a 10 s pause is over max_wait
-    attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "researcher",
-             "openinference.span.kind": "AGENT", "rfobs.agent": "researcher", "rfobs.task": "search"}  # fmt: skip
+    attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "rfobs",
+             "gen_ai.agent.name": "researcher", "openinference.span.kind": "AGENT", "rfobs.agent": "researcher",
+             "rfobs.task": "search"}  # fmt: skip
     allowed, delayed, rejected = capture.spans()
     assert allowed == {"name": "researcher.search", "trace_id": 1, "span_id": 1, "parent_id": None,
                        "kind": "INTERNAL", "status": OK, "attributes": attrs, "events": []}  # fmt: skip

@@ -16,6 +16,7 @@ from rfobs.testing import Capture
 
 AGENT_ATTRS = {
     "gen_ai.operation.name": "invoke_agent",
+    "gen_ai.provider.name": "rfobs",
     "gen_ai.agent.name": "researcher",
     "openinference.span.kind": "AGENT",
     "rfobs.agent": "researcher",
@@ -253,13 +254,16 @@ def test_tool_carries_the_genai_tool_attributes(capture: Capture) -> None:
 
     web_search()
     (span,) = capture.spans()
+    assert span["name"] == "execute_tool web_search"
     assert span["attributes"] == {
         "gen_ai.operation.name": "execute_tool",
-        "gen_ai.agent.name": "researcher",
+        "gen_ai.tool.name": "web_search",
+        "gen_ai.tool.type": "function",
         "openinference.span.kind": "TOOL",
+        "tool.name": "web_search",
+        "gen_ai.agent.name": "researcher",
         "rfobs.agent": "researcher",
         "rfobs.task": "web_search",
-        "gen_ai.tool.name": "web_search",
     }
 
 
@@ -278,11 +282,13 @@ def test_tool_without_an_agent_is_an_execute_tool_span_with_an_empty_agent_label
     assert (bare["name"], bare["kind"]) == ("execute_tool web_search", "INTERNAL")
     assert bare["attributes"] == {
         "gen_ai.operation.name": "execute_tool",
-        "openinference.span.kind": "TOOL",
-        "rfobs.task": "web_search",
         "gen_ai.tool.name": "web_search",
+        "gen_ai.tool.type": "function",
+        "openinference.span.kind": "TOOL",
+        "tool.name": "web_search",
+        "rfobs.task": "web_search",
     }
-    assert owned["name"] == "researcher.web_search"
+    assert owned["name"] == "execute_tool web_search"  # the owning agent is an attribute, not part of the name
     # One label set for every series of agent_tasks_total: {agent, task, status}.
     assert task_points(capture) == [
         {"attributes": {"agent": "", "task": "web_search", "status": "success"}, "value": 1},

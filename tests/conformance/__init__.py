@@ -1,0 +1,1 @@
+"""Conformance of rfobs's telemetry to the OpenTelemetry semantic conventions (GenAI)."""
