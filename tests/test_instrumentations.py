@@ -347,3 +347,22 @@ def test_only_a_genai_span_directly_under_an_llm_call_marks_it(capture: Capture)
         ("input", 6, 2),
         ("output", 8, 2),
     ]
+
+
+def test_a_failed_request_under_an_instrumented_client_has_its_duration_recorded_once(capture: Capture) -> None:
+    capture.tracer_provider.add_span_processor(UsageBelowLLMCallProcessor())  # pyright: ignore[reportArgumentType]
+    other = capture.tracer_provider.get_tracer("some.instrumentation")
+
+    @rfobs.llm_call("openai", "gpt-4o-mini")
+    def ask(instrumented: bool) -> dict[str, object]:
+        if instrumented:
+            with other.start_as_current_span("chat gpt-4o-mini", attributes={"gen_ai.operation.name": "chat"}):
+                raise TimeoutError("the provider did not answer")
+        raise TimeoutError("the provider did not answer")
+
+    for instrumented in (True, False):
+        with pytest.raises(TimeoutError):
+            ask(instrumented)
+    # The instrumented request's duration is the instrumentation's to record: rfobs records only the other one.
+    (point,) = capture.metric("gen_ai.client.operation.duration")
+    assert (point["count"], point["attributes"]["error.type"]) == (1, "TimeoutError")

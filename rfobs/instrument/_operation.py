@@ -48,7 +48,7 @@ Metrics = Callable[[t.Instruments], "tuple[t.Counts, Any]"]
 ResultHook = Callable[[object, Span, t.Instruments, float], bool]
 """Reads a successful call's result (HTTP status, token usage): sets span attributes, records extra
 metrics, and returns False when the result itself means failure."""
-ErrorHook = Callable[[BaseException, t.Instruments, float], None]
+ErrorHook = Callable[[BaseException, Span, t.Instruments, float], None]
 """Records extra metrics for a call that raised."""
 Capture = Callable[[tuple[Any, ...], dict[str, Any]], str]
 """Renders a call's arguments as the text of `rfobs.input` (`@llm_call`'s capture)."""
@@ -170,7 +170,7 @@ def duration_hooks(
         histogram(instruments).record(elapsed, fixed)
         return True
 
-    def on_error(error: BaseException, instruments: t.Instruments, elapsed: float) -> None:
+    def on_error(error: BaseException, _span: Span, instruments: t.Instruments, elapsed: float) -> None:
         histogram(instruments).record(elapsed, {**fixed, t.ERROR_TYPE: exception_type(type(error))})
 
     return on_result, on_error
@@ -335,7 +335,7 @@ class Call:
             if error is not None:
                 record_error(span, error)
                 if operation.on_error is not None:
-                    operation.on_error(error, self._instruments, elapsed)
+                    operation.on_error(error, span, self._instruments, elapsed)
             else:
                 if operation.on_result is not None:
                     ok = operation.on_result(result, span, self._instruments, elapsed)

@@ -138,7 +138,7 @@ def _hooks(
         if embeddings:  # an embedding's usage counts its input only
             usage = LLMUsage(input=usage.input)
         # One request, one usage: another instrumentation's span under this one already counts it.
-        delegated = USAGE_RECORDED_BY in (cast("Mapping[str, object] | None", getattr(span, "attributes", None)) or {})
+        delegated = _delegated(span)
         counted = LLMUsage() if delegated else usage
         if span.is_recording():
             span.set_attributes(response_attributes(response, embeddings))
@@ -168,10 +168,16 @@ def _hooks(
             instruments.llm_duration.record(elapsed, base)
         return True
 
-    def on_error(error: BaseException, instruments: t.Instruments, elapsed: float) -> None:
-        instruments.llm_duration.record(elapsed, {**base, t.ERROR_TYPE: exception_type(type(error))})
+    def on_error(error: BaseException, span: Span, instruments: t.Instruments, elapsed: float) -> None:
+        if not _delegated(span):  # the instrumentation's span records this request's duration, failed or not
+            instruments.llm_duration.record(elapsed, {**base, t.ERROR_TYPE: exception_type(type(error))})
 
     return on_result, on_error
+
+
+def _delegated(span: Span) -> bool:
+    """Whether another instrumentation's GenAI span under `span` records the request's usage and duration."""
+    return USAGE_RECORDED_BY in (cast("Mapping[str, object] | None", getattr(span, "attributes", None)) or {})
 
 
 def _call_model(kwargs: Mapping[str, Any]) -> str | None:
