@@ -47,11 +47,11 @@ def test_failed_metric_and_log_exports_are_counted(protocol: str) -> None:
 
     search()
     telemetry.force_flush(timeout=10)  # completes: the exports fail fast against a refused port
-    # One point each for the agent_tasks counter, the duration histogram, the GenAI agent duration histogram (the
-    # task is an agent invocation), the internal-errors counter and the abandoned-threads gauge (nothing was
-    # dropped before), plus the state gauge of every circuit breaker alive in this process (other tests' too).
+    # One point each for the agent_tasks counter, the duration histogram, the internal-errors counter and the
+    # abandoned-threads gauge (nothing was dropped before), plus the state gauge of every circuit breaker alive in
+    # this process (other tests' too).
     live_breakers = len(list(_telemetry._breakers))  # pyright: ignore[reportPrivateUsage]
-    assert telemetry.drops.get("metrics", "export_failed") == 5 + live_breakers
+    assert telemetry.drops.get("metrics", "export_failed") == 4 + live_breakers
     assert telemetry.drops.get("logs", "export_failed") == 1
     telemetry.shutdown(timeout=2)
 

@@ -105,6 +105,8 @@ def agent_operation(
     provider: str,
     identity: Mapping[str, AttributeValue],
     constant: Mapping[str, AttributeValue],
+    *,
+    genai_duration: bool = True,
     **options: Any,
 ) -> Operation:
     """The operation of an agent invocation: `@agent`, and a `@task` with no agent around it.
@@ -116,6 +118,8 @@ def agent_operation(
         provider: `gen_ai.provider.name`.
         identity: Further GenAI agent attributes (id, version, description).
         constant: The user's constant attributes.
+        genai_duration: Also record the duration in `gen_ai.invoke_agent.duration` (a second histogram value per
+            call, which `@task` does not pay: its duration is in `agent_task_duration_seconds`).
         **options: Further `Operation` keywords (capture, function label, `inside_agent`, ...).
     """
     attributes: dict[str, AttributeValue] = {
@@ -129,8 +133,9 @@ def agent_operation(
     if task_name is not None:
         attributes[t.RFOBS_TASK] = task_name
     attributes.update(constant)
-    # The attributes the conventions define for gen_ai.invoke_agent.duration (no operation or provider).
-    options["on_result"], options["on_error"] = duration_hooks(_agent_histogram, {t.GEN_AI_AGENT_NAME: agent_name})
+    if genai_duration:
+        # The attributes the conventions define for gen_ai.invoke_agent.duration (no operation or provider).
+        options["on_result"], options["on_error"] = duration_hooks(_agent_histogram, {t.GEN_AI_AGENT_NAME: agent_name})
     return Operation(
         span_name,
         SpanKind.INTERNAL,

@@ -89,7 +89,8 @@ def task(
       agent, with `openinference.span.kind=CHAIN` and no `gen_ai.operation.name`;
     - with no rfobs agent or task around it: an agent invocation of its own, as the seed programme's tasks
       are: `gen_ai.operation.name=invoke_agent`, `gen_ai.agent.name`, `gen_ai.provider.name="rfobs"`,
-      `openinference.span.kind=AGENT`, its duration also in the `gen_ai.invoke_agent.duration` histogram.
+      `openinference.span.kind=AGENT` (its duration stays in `agent_task_duration_seconds` only: the
+      `gen_ai.invoke_agent.duration` histogram is `@agent`'s, so a seed task pays for no second histogram).
 
     The span's name is `"{agent}.{name}"` either way. An exception is recorded on the span (status ERROR,
     `error.type`) and re-raised unchanged.
@@ -171,6 +172,7 @@ def _task_decorator(
             DEFAULT_PROVIDER,
             {},
             constant,
+            genai_duration=False,
             function=function,
             opens_agent_scope=by_call,
             inside_agent=step,
