@@ -44,6 +44,32 @@ def run_demo(tmp_path: Path, prelude: str = "", **env: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+# One `ask_once` question as a trace: (span, parent) pairs sorted, and each span's OpenInference kind.
+ONE_QUESTION_TREE = [
+    ("arxiv.search", "invoke_agent researcher"),
+    ("arxiv.search", "invoke_agent researcher"),
+    ("chat claude-3-5-haiku-latest", "researcher.plan"),
+    ("chat gpt-4o-mini", "researcher.summarize"),
+    ("execute_tool read_paper", "invoke_agent researcher"),
+    ("execute_tool read_paper", "invoke_agent researcher"),
+    ("invoke_agent researcher", None),
+    ("researcher.plan", "invoke_agent researcher"),
+    ("researcher.summarize", "invoke_agent researcher"),
+    ("semantic_scholar.search", "invoke_agent researcher"),
+    ("semantic_scholar.search", "invoke_agent researcher"),
+]
+ONE_QUESTION_KINDS = {
+    "invoke_agent researcher": "AGENT",
+    "researcher.plan": "CHAIN",
+    "researcher.summarize": "CHAIN",
+    "chat claude-3-5-haiku-latest": "LLM",
+    "chat gpt-4o-mini": "LLM",
+    "execute_tool read_paper": "TOOL",
+    "arxiv.search": "TOOL",
+    "semantic_scholar.search": "TOOL",
+}
+
+
 def test_the_demo_ends_with_the_trace_file_and_rfobs_traces_not_a_closed_metrics_url(tmp_path: Path) -> None:
     lines = run_demo(tmp_path, RFOBS_HEALTH__SERVER_ENABLED="true", RFOBS_HEALTH__PORT="0")
     trace_file = str(tmp_path.resolve() / ".rfobs" / "traces.jsonl")
@@ -109,31 +135,10 @@ def test_one_question_is_an_agent_trace_of_chain_steps_tools_and_llm_calls_in_a_
 
     spans = capture.spans()
     names = {span["span_id"]: span["name"] for span in spans}
-    assert sorted((span["name"], names.get(span["parent_id"])) for span in spans) == [
-        ("arxiv.search", "invoke_agent researcher"),
-        ("arxiv.search", "invoke_agent researcher"),
-        ("chat claude-3-5-haiku-latest", "researcher.plan"),
-        ("chat gpt-4o-mini", "researcher.summarize"),
-        ("execute_tool read_paper", "invoke_agent researcher"),
-        ("execute_tool read_paper", "invoke_agent researcher"),
-        ("invoke_agent researcher", None),
-        ("researcher.plan", "invoke_agent researcher"),
-        ("researcher.summarize", "invoke_agent researcher"),
-        ("semantic_scholar.search", "invoke_agent researcher"),
-        ("semantic_scholar.search", "invoke_agent researcher"),
-    ]
+    assert sorted((span["name"], names.get(span["parent_id"])) for span in spans) == ONE_QUESTION_TREE
     assert all(span["status"]["code"] == "UNSET" for span in spans)
     kinds = {span["name"]: span["attributes"]["openinference.span.kind"] for span in spans}
-    assert kinds == {
-        "invoke_agent researcher": "AGENT",
-        "researcher.plan": "CHAIN",
-        "researcher.summarize": "CHAIN",
-        "chat claude-3-5-haiku-latest": "LLM",
-        "chat gpt-4o-mini": "LLM",
-        "execute_tool read_paper": "TOOL",
-        "arxiv.search": "TOOL",
-        "semantic_scholar.search": "TOOL",
-    }
+    assert kinds == ONE_QUESTION_KINDS
     (conversation,) = stats.conversations
     assert re.fullmatch(r"research-[0-9a-f]{8}", conversation)
     who = {"gen_ai.conversation.id": conversation, "session.id": f"session-{conversation[9:]}", "user.id": "user-1"}

@@ -27,6 +27,7 @@ from rfobs.demo import PLANNER_SNAPSHOT, WRITER_SNAPSHOT, DemoStats, ask_once
 from rfobs.testing import reset_global_telemetry
 from tests.e2e.browser import PNG_SIGNATURE, dump_dom, screenshot
 from tests.e2e.servers import PhoenixHandle
+from tests.test_demo import ONE_QUESTION_KINDS, ONE_QUESTION_TREE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO_ROOT / "test-artifacts" / "phoenix-trace.png"
@@ -81,30 +82,9 @@ def test_phoenix_shows_the_agent_its_steps_tools_and_llm_calls_as_one_tree(sent:
     assert len(sent.spans) == SPAN_COUNT
     assert len({span["context"]["trace_id"] for span in sent.spans}) == 1
     names = {span["context"]["span_id"]: span["name"] for span in sent.spans}
-    assert sorted((span["name"], names.get(span["parent_id"])) for span in sent.spans) == [
-        ("arxiv.search", "invoke_agent researcher"),
-        ("arxiv.search", "invoke_agent researcher"),
-        ("chat claude-3-5-haiku-latest", "researcher.plan"),
-        ("chat gpt-4o-mini", "researcher.summarize"),
-        ("execute_tool read_paper", "invoke_agent researcher"),
-        ("execute_tool read_paper", "invoke_agent researcher"),
-        ("invoke_agent researcher", None),
-        ("researcher.plan", "invoke_agent researcher"),
-        ("researcher.summarize", "invoke_agent researcher"),
-        ("semantic_scholar.search", "invoke_agent researcher"),
-        ("semantic_scholar.search", "invoke_agent researcher"),
-    ]
+    assert sorted((span["name"], names.get(span["parent_id"])) for span in sent.spans) == ONE_QUESTION_TREE
     # Phoenix's own reading of `openinference.span.kind`.
-    assert {span["name"]: span["span_kind"] for span in sent.spans} == {
-        "invoke_agent researcher": "AGENT",
-        "researcher.plan": "CHAIN",
-        "researcher.summarize": "CHAIN",
-        "chat claude-3-5-haiku-latest": "LLM",
-        "chat gpt-4o-mini": "LLM",
-        "execute_tool read_paper": "TOOL",
-        "arxiv.search": "TOOL",
-        "semantic_scholar.search": "TOOL",
-    }
+    assert {span["name"]: span["span_kind"] for span in sent.spans} == ONE_QUESTION_KINDS
     assert {span["status_code"] for span in sent.spans} == {"UNSET"}
 
 
