@@ -16,12 +16,13 @@ import signal
 import subprocess
 from pathlib import Path
 
-__all__ = ["CHROMIUM_HINT", "PNG_SIGNATURE", "dump_dom", "screenshot"]
+__all__ = ["CHROMIUM_FLAGS", "CHROMIUM_HINT", "PNG_SIGNATURE", "dump_dom", "screenshot"]
 
 CHROMIUM_HINT = "apt-get install -y --no-install-recommends chromium"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-_FLAGS = (
+# Headless, offline and quiet: no first-run UI, no background fetches, no scrollbars in screenshots.
+CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -43,7 +44,7 @@ def _chromium(profile: Path, url: str, *args: str, budget_ms: int, timeout: floa
     environment = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     command = [
         binary,
-        *_FLAGS,
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
         f"--virtual-time-budget={budget_ms}",
         "--no-proxy-server",

@@ -14,10 +14,10 @@ from matplotlib.patches import Rectangle
 
 from rfobs import ConfigError
 from rfobs.perf._html import chart_figures, render_html
+from tests.e2e.browser import CHROMIUM_FLAGS, CHROMIUM_HINT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO_ROOT / "test-artifacts" / "perf-report.png"
-CHROMIUM_HINT = "apt-get install -y --no-install-recommends chromium"
 LOAD_CHARTS = ("chart-latency", "chart-throughput", "chart-errors", "chart-resources")
 SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
 
@@ -147,15 +147,7 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         pytest.fail(f"headless Chromium is needed to check the HTML report: {CHROMIUM_HINT}")
     command = [
         binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         *args,
     ]
