@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup servers demo test lint typecheck check bench clean
+.PHONY: setup servers engines demo test lint typecheck check bench clean
 
 setup: $(STAMP)
 
@@ -25,12 +25,18 @@ servers:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 			prometheus redis-server chromium; }
 
+# The OpenTelemetry Collector (otelcol-rfobs) and Jaeger v2 for the stack's end-to-end tests, built from their Go
+# modules into a cache outside the repository (RFOBS_ENGINES_DIR, default ~/.cache/rfobs/engines). Minutes on a
+# fresh machine, about a second when nothing changed.
+engines:
+	collector/build-engines.sh >/dev/null
+
 demo: setup
 	$(BIN)/rfobs demo
 
 # coverage runs pytest (not pytest-cov): rfobs.testing loads as a pytest plugin, which imports rfobs before
 # pytest-cov would start measuring.
-test: setup servers
+test: setup servers engines
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report --fail-under=88
 

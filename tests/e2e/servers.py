@@ -52,12 +52,16 @@ __all__ = [
     "WaitTimeoutError",
     "ensure_phoenix_venv",
     "free_port",
+    "http_get",
+    "http_json",
+    "http_ok",
     "log_tail",
     "phoenix",
     "phoenix_venv_path",
     "prometheus",
     "promtool_check_metrics",
     "redis_server",
+    "spawn",
     "wait_until",
 ]
 
@@ -262,7 +266,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def _spawn(
+def spawn(
     argv: Sequence[str],
     log_path: Path,
     *,
@@ -286,7 +290,7 @@ def _spawn(
         _stop(proc)
 
 
-def _http_get(url: str, timeout: float = 10.0) -> bytes:
+def http_get(url: str, timeout: float = 10.0) -> bytes:
     try:
         with _HTTP.open(url, timeout=timeout) as resp:
             return cast(bytes, resp.read())
@@ -296,13 +300,13 @@ def _http_get(url: str, timeout: float = 10.0) -> bytes:
         raise HttpStatusError(url, exc.code, body) from None
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    _http_get(url, timeout)  # raises on connection errors and HTTP >= 400
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    http_get(url, timeout)  # raises on connection errors and HTTP >= 400
     return True
 
 
-def _http_json(url: str, timeout: float = 10.0) -> Any:
-    return json.loads(_http_get(url, timeout))
+def http_json(url: str, timeout: float = 10.0) -> Any:
+    return json.loads(http_get(url, timeout))
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +343,7 @@ class PrometheusHandle:
         """
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         try:
-            body = _http_json(url)
+            body = http_json(url)
         except HttpStatusError as exc:
             raise RuntimeError(f"Prometheus query {promql!r} failed: HTTP {exc.code}: {exc.body}") from None
         if body.get("status") != "success":
@@ -394,6 +398,8 @@ def prometheus(
     job: str = "rfobs-e2e",
     startup_timeout: float = 30.0,
     file_sd: Sequence[str] = (),
+    config_text: str | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Generator[PrometheusHandle]:
     """Run a throw-away Prometheus that scrapes ``scrape_targets``.
 
@@ -403,6 +409,8 @@ def prometheus(
         job: The ``job`` label of the targets.
         startup_timeout: Seconds to wait for ``/-/ready``.
         file_sd: Globs of file_sd target files (such as rfobs's ``metrics.targets_dir``), re-read every second.
+        config_text: A whole ``prometheus.yml`` to run instead of the one built from the arguments above.
+        files: More files (rule files, by name) written next to the config.
 
     Yields:
         A :class:`PrometheusHandle`.
@@ -425,7 +433,9 @@ def prometheus(
         }
         # JSON is valid YAML, so no YAML library (or quoting rules) is needed.
         config_path = tmpdir / "prometheus.yml"
-        config_path.write_text(json.dumps(config, indent=2))
+        config_path.write_text(config_text if config_text is not None else json.dumps(config, indent=2))
+        for name, text in (files or {}).items():
+            (tmpdir / name).write_text(text)
         (tmpdir / "data").mkdir()
         log_path = tmpdir / "prometheus.log"
         argv = [
@@ -435,10 +445,10 @@ def prometheus(
             f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn",
         ]
-        with _spawn(argv, log_path, cwd=tmpdir) as proc:
+        with spawn(argv, log_path, cwd=tmpdir) as proc:
             url = f"http://127.0.0.1:{port}"
             wait_until(
-                lambda: _http_ok(f"{url}/-/ready"),
+                lambda: http_ok(f"{url}/-/ready"),
                 startup_timeout,
                 what=f"Prometheus /-/ready on {url}",
                 logs=[log_path],
@@ -561,7 +571,7 @@ def redis_server(
             "--loglevel", "warning",
             *extra_args,
         ]  # fmt: skip
-        with _spawn(argv, stdio_path, cwd=tmpdir) as proc:
+        with spawn(argv, stdio_path, cwd=tmpdir) as proc:
             wait_until(
                 lambda: _redis_ping(port),
                 startup_timeout,
@@ -607,7 +617,7 @@ class DelayProxy:
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(0.1)
         self._listener, self.port = listener, int(listener.getsockname()[1])
-        self._spawn(self._accept, listener)
+        self._start_thread(self._accept, listener)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -629,7 +639,7 @@ class DelayProxy:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+    def _start_thread(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True, name="DelayProxy")
         self._threads.append(thread)
         thread.start()
@@ -649,8 +659,8 @@ class DelayProxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            self._spawn(self._pump, client, upstream, False)
-            self._spawn(self._pump, upstream, client, True)
+            self._start_thread(self._pump, client, upstream, False)
+            self._start_thread(self._pump, upstream, client, True)
 
     def _pump(self, source: socket.socket, sink: socket.socket, delayed: bool) -> None:
         source.settimeout(0.1)
@@ -816,7 +826,7 @@ class PhoenixHandle:
         cursor: str | None = None
         while True:
             page_params = dict(params) if cursor is None else {**params, "cursor": cursor}
-            body = _http_json(f"{base}?{urllib.parse.urlencode(page_params, doseq=True)}")
+            body = http_json(f"{base}?{urllib.parse.urlencode(page_params, doseq=True)}")
             spans.extend(cast("list[dict[str, Any]]", body["data"]))
             cursor = cast("str | None", body.get("next_cursor"))
             if not cursor:
@@ -914,10 +924,10 @@ def phoenix(*, startup_timeout: float = 180.0, venv: Path | None = None) -> Gene
         log_path = tmpdir / "phoenix.log"
         # `python -m`, not bin/phoenix: the venv was built elsewhere and renamed (see above).
         argv = [str(venv / "bin" / "python"), "-m", "phoenix.server.main", "serve"]
-        with _spawn(argv, log_path, env=env, cwd=tmpdir) as proc:
+        with spawn(argv, log_path, env=env, cwd=tmpdir) as proc:
             http_url = f"http://127.0.0.1:{http_port}"
             wait_until(
-                lambda: _http_get(f"{http_url}/healthz", timeout=2).strip() == b"OK",
+                lambda: http_get(f"{http_url}/healthz", timeout=2).strip() == b"OK",
                 startup_timeout,
                 interval=0.2,
                 what=f"Phoenix GET {http_url}/healthz == OK",
