@@ -28,6 +28,7 @@ class CountingMetricExporter(MetricExporter):
         )
         self._inner = inner
         self._drops = drops
+        drops.expect("metrics")
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         """Export, counting the data points of a failed export."""

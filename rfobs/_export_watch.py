@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from rfobs._drops import DropCounter, point_count
+from rfobs._drops import UNSUPPORTED, DropCounter, point_count
 from rfobs._secrets import redact_url
 
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
     "quiet_sdk_loggers",
 ]
 
-UNSUPPORTED: Final = "unsupported_by_backend"
-"""The `reason` of `telemetry.dropped` for the batches of a signal the backend does not accept."""
 REPORT_INTERVAL: Final = 60.0
 """Seconds between two rfobs lines about the same failing endpoint and signal."""
 

@@ -87,7 +87,7 @@ def _resource(settings: Settings) -> Resource:
     import sys
     from importlib.metadata import version
 
-    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, Resource, ServiceInstanceIdResourceDetector
 
     from rfobs._version import __version__
 
@@ -106,6 +106,10 @@ def _resource(settings: Settings) -> Resource:
         "process.runtime.name": sys.implementation.name,
         "process.runtime.version": platform.python_version(),
         "process.executable.name": os.path.basename(sys.executable),
+        # Tells apart the processes of one service, whose metrics would otherwise share one series wherever
+        # they meet (a Collector's Prometheus exporter); one set by the user wins. The SDK's own detector: the
+        # providers ask it again in a forked child, which so gets an id of its own.
+        "service.instance.id": ServiceInstanceIdResourceDetector().detect().attributes[SERVICE_INSTANCE_ID],
         **settings.service.resource_attributes,
         "service.name": settings.service.name,
         "service.version": settings.service.version,
@@ -257,7 +261,13 @@ def _add_health(settings: Settings, pipeline: Pipeline) -> None:
     from rfobs.health.server import HealthServer
 
     host, port = settings.health.host, settings.health.port
-    server = HealthServer(checker, host=host, port=port, live_process=settings.health.live_process)
+    server = HealthServer(
+        checker,
+        host=host,
+        port=port,
+        live_process=settings.health.live_process,
+        check_interval=settings.health.interval,
+    )
     try:
         pipeline.health_url = server.start()
     except OSError as error:

@@ -61,9 +61,15 @@ def import_before_providers() -> None:
 def restart_meter_provider_after_fork(provider: MeterProvider) -> None:
     """In a forked child: forget the aggregated points the parent recorded, so each process reports its own.
 
-    Reaches into the SDK's storage (opentelemetry-sdk is pinned; `tests/reliability/test_fork.py` covers it). The
-    instruments stay valid: their storage is rebuilt on the next measurement.
+    The SDK gives the child's resource a new `service.instance.id` itself (its process-dependent detector, which
+    `_pipeline` uses too), so pre-fork workers pushing through one Collector keep separate series; the child's
+    `process.pid` is set here. Reaches into the SDK's storage (opentelemetry-sdk is pinned;
+    `tests/reliability/test_fork.py` covers it). The instruments stay valid: their storage is rebuilt on the next
+    measurement.
     """
+    from opentelemetry.sdk.resources import Resource
+
+    provider._update_resource(Resource({"process.pid": os.getpid()}))  # pyright: ignore[reportPrivateUsage]
     consumer: Any = provider._measurement_consumer  # pyright: ignore[reportPrivateUsage]
     consumer._lock = threading.Lock()
     for storage in consumer._reader_storages.values():

@@ -79,6 +79,7 @@ class BoundedBatcher(Generic[Item]):
         self._close_exporter = close_exporter
         self._drops = drops
         self._signal = signal
+        drops.expect(signal)
         self._max_queue_size = max_queue_size
         self._max_batch = min(max_export_batch_size, max_queue_size)
         self._delay = schedule_delay

@@ -6,7 +6,8 @@ Installed as a pytest plugin with rfobs, so the fixture needs no import::
         search("llm agents")
         assert [s["name"] for s in capture.spans()] == ["researcher.search"]
         assert capture.metric("researchflow_agents.agent_tasks") == [
-            {"attributes": {"agent": "researcher", "task": "search", "status": "success"}, "value": 1}
+            {"attributes": {"agent": "researcher", "task": "search", "status": "success"}, "value": 1},
+            {"attributes": {"agent": "researcher", "task": "search", "status": "error"}, "value": 0},
         ]
 
 Span and trace ids are deterministic (1, 2, 3, ... in creation order), OpenTelemetry's global providers are

@@ -188,7 +188,8 @@ def test_metrics_recorded_inside_carry_none_of_the_conversation_labels(capture: 
         plan()
         plan()
     assert capture.metric("researchflow_agents.agent_tasks") == [
-        {"attributes": {"agent": "researcher", "task": "plan", "status": "success"}, "value": 2}
+        {"attributes": {"agent": "researcher", "task": "plan", "status": "success"}, "value": 2},
+        {"attributes": {"agent": "researcher", "task": "plan", "status": "error"}, "value": 0},
     ]
     points = [point for series in capture.metrics().values() for point in series]
     assert points and all(not KEYS & set(point["attributes"]) for point in points)

@@ -15,6 +15,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import rfobs
+from rfobs._drops import DROP_REASONS
 from rfobs._scrub_export import ScrubbingLogExporter
 from rfobs.instrument import _telemetry
 from rfobs.logs import OtelLogHandler
@@ -47,11 +48,13 @@ def test_failed_metric_and_log_exports_are_counted(protocol: str) -> None:
 
     search()
     telemetry.force_flush(timeout=10)  # completes: the exports fail fast against a refused port
-    # One point each for the agent_tasks counter, the duration histogram, the internal-errors counter and the
-    # abandoned-threads gauge (nothing was dropped before), plus the state gauge of every circuit breaker alive in
-    # this process (other tests' too).
+    # One point each for the agent_tasks counter, its zero error series, the duration histogram, the
+    # internal-errors counter and the abandoned-threads gauge; the 7 drop series of metrics and logs, all 0 before
+    # this export; plus the state gauge of every circuit breaker alive in this process (other tests' too).
     live_breakers = len(list(_telemetry._breakers))  # pyright: ignore[reportPrivateUsage]
-    assert telemetry.drops.get("metrics", "export_failed") == 4 + live_breakers
+    drop_series = len(DROP_REASONS["metrics"]) + len(DROP_REASONS["logs"])
+    assert drop_series == 7
+    assert telemetry.drops.get("metrics", "export_failed") == 5 + drop_series + live_breakers
     assert telemetry.drops.get("logs", "export_failed") == 1
     telemetry.shutdown(timeout=2)
 

@@ -55,8 +55,13 @@ def test_start_http_server_without_init_initialises_rfobs_on_that_port() -> None
     assert handle.settings.sources["metrics.prometheus_port"] == "get_metrics_collector().start_http_server()"
     asyncio.run(extract_tokens())
     lines = _scrape(url)
-    assert [line.split("{")[0] for line in lines if 'task="token_extraction"' in line and "_total" in line] == [
-        "researchflow_agents_agent_tasks_total"
+    assert [
+        (line.split("{")[0], line.split('status="')[1].split('"')[0], line.rsplit(" ", 1)[1])
+        for line in lines
+        if 'task="token_extraction"' in line and "_total" in line
+    ] == [
+        ("researchflow_agents_agent_tasks_total", "success", "1.0"),
+        ("researchflow_agents_agent_tasks_total", "error", "0.0"),
     ]
     assert rfobs.flush(timeout=5)
     assert [span.name for span in load_spans(handle.settings.tracing.file_path)] == ["DesignOps.token_extraction"]

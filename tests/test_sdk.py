@@ -85,10 +85,15 @@ def test_every_rfobs_series_on_metrics_names_the_rfobs_version(handle: rfobs.Tel
     with urllib.request.urlopen(handle.metrics_url, timeout=5) as response:
         rows = [row for row in response.read().decode().splitlines() if 'otel_scope_name="rfobs"' in row]
     dropped = [row for row in rows if row.startswith("researchflow_agents_telemetry_dropped_total{")]
-    assert dropped == [
+    prefix = (
         'researchflow_agents_telemetry_dropped_total{otel_scope_name="rfobs",'
-        f'otel_scope_schema_url="",otel_scope_version="{__version__}",reason="queue_full",signal="logs"}} 3.0'
-    ]
+        f'otel_scope_schema_url="",otel_scope_version="{__version__}",'
+    )
+    # The span processor's four reasons at 0 from init() on, then the drops counted.
+    assert dropped == [
+        f'{prefix}reason="{reason}",signal="spans"}} 0.0'
+        for reason in ("queue_full", "after_shutdown", "shutdown_timeout", "export_failed")
+    ] + [f'{prefix}reason="queue_full",signal="logs"}} 3.0']
     assert rows and all(f'otel_scope_version="{__version__}"' in row for row in rows)
 
 

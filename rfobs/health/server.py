@@ -1,7 +1,8 @@
 """`HealthServer`: `/health/live`, `/health/ready` and `/health` over HTTP/1.1, in a thread of its own.
 
 The server runs an asyncio event loop of its own in a daemon thread, so the agent's event loop never serves a
-probe and a probe never waits for the agent's loop; optionally a helper process answers `/health/live`. This
+probe and a probe never waits for the agent's loop; optionally a helper process answers `/health/live`, and
+optionally the loop runs the checks on a schedule (`check_interval`) so their metrics exist without a probe. This
 module holds the routes (`respond`, shared with the ASGI app) and the life cycle; the HTTP/1.1 connections of
 both the thread and the helper process are `_wire.py`'s.
 """
@@ -106,6 +107,9 @@ class HealthServer:
 
     Reports come from `checker.report()`, so a probe storm within `checker.cache_ttl` runs the checks once.
     The server runs an event loop of its own in its thread; checks run there, never on the agent's loop.
+    With `check_interval`, that loop also runs the checks right after `start()` and then every `check_interval`
+    seconds, so `health_check_status` and `health_checks_total` exist and stay fresh with no probe at all
+    (a scheduled run is a `checker.report()` too: it shares a probe's run or cached report).
     `start()` and `stop()` may be called from any thread, including from inside a running event loop.
 
     The thread shares the GIL with the agent. While the agent's event loop keeps the GIL busy (CPU-bound work
@@ -122,6 +126,7 @@ class HealthServer:
         host: The address to listen on (loopback by default; `0.0.0.0` exposes it to the network).
         port: The port; 0 picks a free one (read it back from `port` or `url` after `start()`).
         live_process: Answer `/health/live` from a helper process (see above).
+        check_interval: Seconds between two scheduled runs of the checks; 0 (the default) schedules none.
 
     Raises:
         ConfigError: An argument of the wrong type or out of range.
@@ -134,7 +139,13 @@ class HealthServer:
     """
 
     def __init__(
-        self, checker: HealthChecker, host: str = "127.0.0.1", port: int = 0, *, live_process: bool = False
+        self,
+        checker: HealthChecker,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        live_process: bool = False,
+        check_interval: float = 0.0,
     ) -> None:
         if not isinstance(checker, HealthChecker):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise _check.bad("HealthServer", "checker", checker, "a rfobs.health.HealthChecker")
@@ -144,6 +155,9 @@ class HealthServer:
         )
         if live_process and os.name != "posix":
             raise ConfigError(f"HealthServer(live_process=True): needs a POSIX system, not {os.name!r}")
+        self.check_interval = _check.number(
+            "HealthServer", "check_interval", check_interval, ge=0, allowed="a number of seconds > 0, or 0 for none"
+        )
         self.checker = checker
         self.host = host
         self.live_process = live_process
@@ -271,9 +285,13 @@ class HealthServer:
         connections: set[Connection] = set()
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: Connection(self._answer, connections), sock=listener, backlog=1024)
+        interval = self.check_interval
+        schedule = loop.create_task(self._run_checks_every(interval)) if interval > 0 else None
         try:
             await stopping
         finally:
+            if schedule is not None:
+                schedule.cancel()  # a sleep or a run in flight: gone at once, never waited for
             server.close()
             for connection in list(connections):
                 connection.abort()
@@ -292,6 +310,23 @@ class HealthServer:
 
     async def _report(self, request: Request) -> Answer:
         return answer_for(request, *await respond(self.checker, request.method, request.path))
+
+    async def _run_checks_every(self, interval: float) -> None:
+        """Run the checks now and then every `interval` seconds (from the end of a run) until cancelled."""
+        while True:
+            # As `respond` does: a check that ignores cancellation is abandoned after the checker's timeout.
+            running = asyncio.ensure_future(self._scheduled_report())
+            try:
+                await asyncio.wait({running}, timeout=self.checker.timeout + REPORT_MARGIN)
+            finally:
+                running.cancel()
+            await asyncio.sleep(interval)
+
+    async def _scheduled_report(self) -> None:
+        try:
+            await self.checker.report()
+        except Exception:
+            _guard.internal_error("running the scheduled health checks")
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

@@ -16,6 +16,7 @@ __all__ = ["Decisions", "annotate", "decision_labels", "note_fallback", "tally_f
 
 Decisions = tuple[t.Labels, t.Labels, t.Labels]
 """The metric labels of the three decisions, in the order of a tally: allowed, delayed, rejected."""
+_REJECTED = 2
 
 
 def decision_labels(limiter: str) -> Decisions:
@@ -28,11 +29,17 @@ def decision_labels(limiter: str) -> Decisions:
 
 
 def tally_for(instruments: t.Instruments, labels: Decisions) -> list[int]:
-    """A new tally of decisions `[allowed, delayed, rejected]`, read by `instruments`' counter at collection."""
+    """A new tally of decisions `[allowed, delayed, rejected]`, read by `instruments`' counter at collection.
+
+    Once the limiter has decided anything, its `rejected` series is published, at 0 until a call is refused:
+    an alert on refusals then sees 0, not an empty result.
+    """
     tally = [0, 0, 0]
 
     def read() -> list[tuple[t.Labels, int]]:
-        return [(labels[i], n) for i, n in enumerate(tally) if n]
+        if not any(tally):
+            return []
+        return [(labels[i], n) for i, n in enumerate(tally) if n or i == _REJECTED]
 
     instruments.rate_limit_counts.add_source(read)
     return tally

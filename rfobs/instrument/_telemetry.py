@@ -132,21 +132,43 @@ DURATION_BUCKETS: Final = (
 Labels = tuple[tuple[str, str], ...]
 
 
+def _zero_series(labels: Labels, key: str, value: str) -> Labels | None:
+    """`labels` with the value of `key` replaced by `value`, or None when `labels` has no `key` label."""
+    if not any(name == key for name, _ in labels):
+        return None
+    return tuple((name, value if name == key else current) for name, current in labels)
+
+
 class Counts:
     """Plain per-label-set counts, published as an observable counter.
 
     Counting costs a dict update, not a metric call (DESIGN decision 10).
+
+    Args:
+        zero: A `(key, value)` label, e.g. `("status", "error")`: the first time a label set with a `key` label
+            is counted, the same set with `key=value` is published too, at 0 until it is counted itself. A
+            failure series then exists from an operation's first call on, so `rate(failures) / rate(all)` is 0
+            for a healthy agent, not empty (Prometheus's "avoid missing metrics").
     """
 
-    def __init__(self) -> None:
+    def __init__(self, zero: tuple[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Labels, int] = {}
         self._sources: list[Callable[[], Iterable[tuple[Labels, int]]]] = []
+        self._zero = zero
 
     def add(self, labels: Labels, amount: int = 1) -> None:
         """Add `amount` to the count of `labels`."""
         with self._lock:
-            self._counts[labels] = self._counts.get(labels, 0) + amount
+            counts = self._counts
+            n = counts.get(labels)
+            if n is not None:
+                counts[labels] = n + amount
+                return
+            counts[labels] = amount
+            # Once per label set: its zero series, if any (the set itself when it is the failure series).
+            if self._zero is not None and (other := _zero_series(labels, *self._zero)) is not None:
+                counts.setdefault(other, 0)
 
     def add_source(self, source: Callable[[], Iterable[tuple[Labels, int]]]) -> None:
         """Also publish counts kept elsewhere, read at collection time and summed per label set.
@@ -201,11 +223,13 @@ class Instruments:
         meter: Meter = source.get_meter(SCOPE, __version__)
         self._counts: list[Counts] = []
         self._histograms = histograms = DeferredHistograms(meter, f"{ns}.telemetry.histogram_flush")
-        self.task_counts = self._counter(meter, f"{ns}.agent_tasks", "Agent task and tool runs, by status.")
+        self.task_counts = self._counter(
+            meter, f"{ns}.agent_tasks", "Agent task and tool runs, by status.", ("status", "error")
+        )
         self.task_duration = histograms.create(
             f"{ns}.agent_task_duration", description="Agent task and tool duration.", unit="s", buckets=DURATION_BUCKETS
         )
-        self.api_counts = self._counter(meter, f"{ns}.api_calls", "External API calls, by status.")
+        self.api_counts = self._counter(meter, f"{ns}.api_calls", "External API calls, by status.", ("status", "error"))
         self.api_duration = histograms.create(
             f"{ns}.api_call_duration", description="External API call duration.", unit="s", buckets=DURATION_BUCKETS
         )
@@ -215,7 +239,9 @@ class Instruments:
             unit="1",
             description="Failures inside rfobs's own per-call work, caught and logged (the agent was not affected).",
         )
-        self.retry_counts = self._counter(meter, f"{ns}.retry_attempts", "Retry attempts, by outcome.")
+        self.retry_counts = self._counter(
+            meter, f"{ns}.retry_attempts", "Retry attempts, by outcome.", ("outcome", "exhausted")
+        )
         self.timeout_duration = histograms.create(
             f"{ns}.timeout_operation_duration",
             description="Duration of operations under a timeout, by outcome.",
@@ -241,7 +267,8 @@ class Instruments:
         meter.create_observable_gauge(
             f"{ns}.health_check_status",
             callbacks=[_observe_health_status],
-            unit="1",
+            # A unit in braces adds no suffix: with "1" a Collector's Prometheus exporter would call it `..._ratio`.
+            unit="{status}",
             description="Each health check's last status: 1 healthy, 0.5 degraded, 0 unhealthy.",
         )
         meter.create_observable_gauge(
@@ -252,7 +279,7 @@ class Instruments:
         meter.create_observable_gauge(
             f"{ns}.circuit_breaker_state",
             callbacks=[_observe_breakers],
-            unit="1",
+            unit="{state}",
             description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
         )
         self.llm_token_usage = histograms.create(
@@ -298,8 +325,8 @@ class Instruments:
             "LLM calls that could not be priced, by provider and reason (provider, model or usage unknown).",
         )
 
-    def _counter(self, meter: Meter, name: str, description: str) -> Counts:
-        counts = Counts()
+    def _counter(self, meter: Meter, name: str, description: str, zero: tuple[str, str] | None = None) -> Counts:
+        counts = Counts(zero)
         meter.create_observable_counter(name, callbacks=[counts.observe], unit="1", description=description)
         self._counts.append(counts)
         return counts

@@ -74,7 +74,10 @@ def test_a_script_flush_mid_run_reloads_the_script_and_keeps_deciding(
     client.script_flush()
     assert limiter.acquire_sync() == 0.0
     assert client.script_exists(*(s.sha for s in _scripts())) == [True, False, False]
-    assert capture.metric(METRIC) == [{"attributes": {"limiter": "flushed", "decision": "allowed"}, "value": 2}]
+    assert capture.metric(METRIC) == [
+        {"attributes": {"limiter": "flushed", "decision": "allowed"}, "value": 2},
+        {"attributes": {"limiter": "flushed", "decision": "rejected"}, "value": 0},
+    ]
 
 
 def _scripts() -> list[Any]:
@@ -326,6 +329,7 @@ def test_fail_open_admits_counts_and_marks_the_span(capture: Capture) -> None:
     assert sorted(capture.metric(METRIC), key=lambda p: p["attributes"]["decision"]) == [
         {"attributes": {"limiter": "open", "decision": "allowed"}, "value": 3},
         {"attributes": {"limiter": "open", "decision": "fallback"}, "value": 3},
+        {"attributes": {"limiter": "open", "decision": "rejected"}, "value": 0},
     ]
 
 

@@ -93,9 +93,13 @@ def test_agent_task_tool_and_nested_task_form_the_conventions_tree(capture: Capt
     }  # fmt: skip
     assert capture.metric("researchflow_agents.agent_tasks") == [
         {"attributes": {"agent": "researcher", "task": "summarize", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "summarize", "status": "error"}, "value": 0},
         {"attributes": {"agent": "", "task": "lookup", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "", "task": "lookup", "status": "error"}, "value": 0},
         {"attributes": {"agent": "researcher", "task": "plan", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "plan", "status": "error"}, "value": 0},
         {"attributes": {"agent": "researcher", "task": "researcher", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "researcher", "status": "error"}, "value": 0},
     ]
     (agent_duration,) = capture.metric("gen_ai.invoke_agent.duration")
     assert agent_duration["attributes"] == {"gen_ai.agent.name": "researcher"}  # what the conventions define

@@ -48,15 +48,18 @@ def test_the_one_line_stack_retries_inside_one_task_span(capture: Capture, fast_
     assert points(capture, "researchflow_agents.retry_attempts") == {
         (("operation", "search"), ("outcome", "retry")): 2,
         (("operation", "search"), ("outcome", "success")): 1,
+        (("operation", "search"), ("outcome", "exhausted")): 0,
     }
     assert points(capture, "researchflow_agents.rate_limit_requests") == {
-        (("decision", "allowed"), ("limiter", "arxiv")): 3
+        (("decision", "allowed"), ("limiter", "arxiv")): 3,
+        (("decision", "rejected"), ("limiter", "arxiv")): 0,
     }
     assert points(capture, "researchflow_agents.timeout_operation_duration") == {
         (("operation", "search"), ("outcome", "completed")): 3
     }
     assert points(capture, "researchflow_agents.agent_tasks") == {
-        (("agent", "researcher"), ("status", "success"), ("task", "search")): 1
+        (("agent", "researcher"), ("status", "success"), ("task", "search")): 1,
+        (("agent", "researcher"), ("status", "error"), ("task", "search")): 0,
     }
     assert points(capture, "researchflow_agents.circuit_breaker_state_transitions") == {}
 
@@ -84,6 +87,7 @@ def test_hand_stacked_decorators_and_an_open_breaker_is_not_retried(capture: Cap
     assert points(capture, "researchflow_agents.retry_attempts") == {
         (("operation", "lookup"), ("outcome", "retry")): 2,
         (("operation", "lookup"), ("outcome", "non_retryable")): 1,
+        (("operation", "lookup"), ("outcome", "exhausted")): 0,
     }
     assert points(capture, "researchflow_agents.circuit_breaker_state_transitions") == {
         (("breaker", "scholar"), ("from_state", "closed"), ("to_state", "open")): 1
@@ -169,5 +173,7 @@ def test_a_rate_given_as_a_number_is_a_limiter_of_each_function_named_after_it(c
     second()
     assert points(capture, "researchflow_agents.rate_limit_requests") == {
         (("decision", "allowed"), ("limiter", "researcher.first")): 1,
+        (("decision", "rejected"), ("limiter", "researcher.first")): 0,
         (("decision", "allowed"), ("limiter", "researcher.second")): 2,
+        (("decision", "rejected"), ("limiter", "researcher.second")): 0,
     }

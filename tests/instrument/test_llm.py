@@ -95,7 +95,8 @@ def test_llm_span_attributes_and_genai_metrics(capture: Capture) -> None:
     (duration,) = capture.metric("gen_ai.client.operation.duration")
     assert (duration["attributes"], duration["count"]) == (base, 1)
     assert capture.metric("researchflow_agents.api_calls") == [
-        {"attributes": {"service": "openai", "endpoint": "chat", "status": "success"}, "value": 1}
+        {"attributes": {"service": "openai", "endpoint": "chat", "status": "success"}, "value": 1},
+        {"attributes": {"service": "openai", "endpoint": "chat", "status": "error"}, "value": 0},
     ]
 
 

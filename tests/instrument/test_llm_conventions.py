@@ -212,7 +212,8 @@ def test_operation_names_the_span_and_the_endpoint(capture: Capture, operation: 
         "server.port": 443,
     }
     assert capture.metric("researchflow_agents.api_calls") == [
-        {"attributes": {"service": "gcp.gemini", "endpoint": operation, "status": "success"}, "value": 1}
+        {"attributes": {"service": "gcp.gemini", "endpoint": operation, "status": "success"}, "value": 1},
+        {"attributes": {"service": "gcp.gemini", "endpoint": operation, "status": "error"}, "value": 0},
     ]
 
 

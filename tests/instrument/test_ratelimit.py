@@ -30,9 +30,13 @@ OK = {"code": "UNSET", "description": None}
 
 
 def decisions(limiter: str, allowed: int = 0, delayed: int = 0, rejected: int = 0) -> list[dict[str, Any]]:
+    """The decision points of `limiter`: those counted, and `rejected` at 0 once it decided anything."""
     counts = {"allowed": allowed, "delayed": delayed, "rejected": rejected}
+    decided = any(counts.values())
     return [
-        {"attributes": {"limiter": limiter, "decision": decision}, "value": n} for decision, n in counts.items() if n
+        {"attributes": {"limiter": limiter, "decision": decision}, "value": n}
+        for decision, n in counts.items()
+        if n or (decided and decision == "rejected")
     ]
 
 

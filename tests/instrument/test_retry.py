@@ -430,7 +430,7 @@ async def test_concurrent_async_calls_keep_their_own_attempts(capture: Capture) 
 
     assert await asyncio.gather(*(fetch(i) for i in range(4))) == ["ok"] * 4
     assert [f.calls for f in flakies] == [1, 2, 3, 4]
-    assert points(capture) == {"success": 4, "retry": 6}
+    assert points(capture) == {"success": 4, "exhausted": 0, "retry": 6}
 
 
 def test_threads_share_one_policy_safely(capture: Capture) -> None:
@@ -449,7 +449,7 @@ def test_threads_share_one_policy_safely(capture: Capture) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert points(capture) == {"retry": 8, "success": 8}
+    assert points(capture) == {"retry": 8, "exhausted": 0, "success": 8}
 
 
 class Client:
@@ -481,10 +481,13 @@ def test_methods_classmethods_and_staticmethods(capture: Capture) -> None:
     assert {(p["attributes"]["operation"], p["attributes"]["outcome"]): p["value"] for p in capture.metric(METRIC)} == {
         ("Client.fetch", "retry"): 1,
         ("Client.fetch", "success"): 1,
+        ("Client.fetch", "exhausted"): 0,
         ("Client.build", "retry"): 1,
         ("Client.build", "success"): 1,
+        ("Client.build", "exhausted"): 0,
         ("Client.ping", "retry"): 1,
         ("Client.ping", "success"): 1,
+        ("Client.ping", "exhausted"): 0,
     }
     assert inspect.signature(Client.fetch) == inspect.signature(Client.__dict__["fetch"].__wrapped__)
 
@@ -558,6 +561,7 @@ async def test_a_policy_awaits_calls_directly(capture: Capture) -> None:
     assert await RetryPolicy(jitter="none", clock=clock).acall(flaky.acall, (), {}) == "ok"
     assert capture.metric(METRIC) == [
         {"attributes": {"operation": "Flaky.acall", "outcome": "retry"}, "value": 1},
+        {"attributes": {"operation": "Flaky.acall", "outcome": "exhausted"}, "value": 0},
         {"attributes": {"operation": "Flaky.acall", "outcome": "success"}, "value": 1},
     ]
 
@@ -639,6 +643,7 @@ def test_each_retry_is_an_event_on_the_enclosing_span(capture: Capture) -> None:
     ]  # fmt: skip
     assert capture.metric(METRIC) == [
         {"attributes": {"operation": "arxiv.search", "outcome": "retry"}, "value": 2},
+        {"attributes": {"operation": "arxiv.search", "outcome": "exhausted"}, "value": 0},
         {"attributes": {"operation": "arxiv.search", "outcome": "success"}, "value": 1},
     ]
 
@@ -686,7 +691,7 @@ async def test_cancellation_during_the_backoff_sleep_counts_only_the_retry(captu
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert points(capture) == {"retry": 1}
+    assert points(capture) == {"retry": 1, "exhausted": 0}  # the zero series of the first outcome, no count
 
 
 def test_composes_with_task_into_one_span(capture: Capture) -> None:
@@ -728,7 +733,8 @@ def test_the_operation_defaults_to_the_qualified_name_inside_its_enclosing_funct
                 "outcome": "success",
             },
             "value": 1,
-        }
+        },
+        {"attributes": {"operation": "fetch", "outcome": "exhausted"}, "value": 0},
     ]
 
 
@@ -775,6 +781,7 @@ def test_calls_before_init_are_retried_but_not_counted(tmp_path: Path) -> None:
         for line in result.stdout.splitlines()
     )
     assert found == [
+        ([("operation", "early"), ("outcome", "exhausted")], "0.0"),
         ([("operation", "early"), ("outcome", "retry")], "1.0"),
         ([("operation", "early"), ("outcome", "success")], "1.0"),
     ]

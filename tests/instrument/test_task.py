@@ -52,10 +52,12 @@ def test_nested_task_and_api_calls_form_one_tree(capture: Capture) -> None:
          "attributes": {**AGENT_ATTRS, "rfobs.task": "plan"}, "events": []},
     ]  # fmt: skip
     assert task_points(capture) == [
-        {"attributes": {"agent": "researcher", "task": "plan", "status": "success"}, "value": 1}
+        {"attributes": {"agent": "researcher", "task": "plan", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "plan", "status": "error"}, "value": 0},
     ]
     assert capture.metric("researchflow_agents.api_calls") == [
-        {"attributes": {"service": "arxiv", "endpoint": "search", "status": "success"}, "value": 2}
+        {"attributes": {"service": "arxiv", "endpoint": "search", "status": "success"}, "value": 2},
+        {"attributes": {"service": "arxiv", "endpoint": "search", "status": "error"}, "value": 0},
     ]
     (duration,) = capture.metric("researchflow_agents.api_call_duration")
     assert duration["count"] == 2 and duration["attributes"]["status"] == "success"
@@ -165,7 +167,8 @@ def test_generator_closed_early_ends_its_span_without_error(capture: Capture) ->
     (span,) = capture.spans()
     assert span["status"] == OK
     assert task_points(capture) == [
-        {"attributes": {"agent": "researcher", "task": "stream", "status": "success"}, "value": 1}
+        {"attributes": {"agent": "researcher", "task": "stream", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "stream", "status": "error"}, "value": 0},
     ]
 
 
@@ -292,7 +295,9 @@ def test_tool_without_an_agent_is_an_execute_tool_span_with_an_empty_agent_label
     # One label set for every series of agent_tasks_total: {agent, task, status}.
     assert task_points(capture) == [
         {"attributes": {"agent": "", "task": "web_search", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "", "task": "web_search", "status": "error"}, "value": 0},
         {"attributes": {"agent": "researcher", "task": "web_search", "status": "success"}, "value": 1},
+        {"attributes": {"agent": "researcher", "task": "web_search", "status": "error"}, "value": 0},
     ]
 
 
@@ -363,9 +368,10 @@ def test_calls_before_an_sdk_is_installed_are_not_counted_twice(tmp_path: Path) 
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", EARLY_CALLS], capture_output=True, text=True, check=True, cwd=tmp_path
     )
-    (line,) = result.stdout.splitlines()
-    assert line.startswith("researchflow_agents_agent_tasks_total{agent=")
-    assert line.endswith(" 1.0")
+    success, error = result.stdout.splitlines()
+    assert success.startswith("researchflow_agents_agent_tasks_total{agent=") and 'status="success"' in success
+    assert success.endswith(" 1.0")
+    assert 'status="error"' in error and error.endswith(" 0.0")  # the zero error series, not a second count
 
 
 def test_stacktrace_on_the_span_is_scrubbed_too(capture: Capture) -> None:

@@ -98,10 +98,47 @@ def test_a_forked_child_neither_serves_nor_holds_the_parents_metrics_port(tmp_pa
     seen = json.loads(first)
     assert seen["parent"] == f"http://127.0.0.1:{port}/metrics"
     assert seen["child"] != seen["parent"]
-    # Each process reports what it counted itself: 3 before the fork in the parent, 1 in the child.
-    assert [line.rsplit(" ", 1)[1] for line in seen["parent_tasks"]] == ["3.0"]
-    assert [line.rsplit(" ", 1)[1] for line in seen["child_tasks"]] == ["1.0"]
+    # Each process reports what it counted itself: 3 before the fork in the parent, 1 in the child (then the zero
+    # error series of the task, in each).
+    assert [line.rsplit(" ", 1)[1] for line in seen["parent_tasks"]] == ["3.0", "0.0"]
+    assert [line.rsplit(" ", 1)[1] for line in seen["child_tasks"]] == ["1.0", "0.0"]
     assert last == "port free"
+
+
+def test_a_forked_child_reports_under_its_own_instance_id_and_pid(tmp_path: Path) -> None:
+    # Pre-fork workers pushing OTLP metrics through one Collector are told apart by service.instance.id only.
+    run = run_script(
+        """
+        telemetry = rfobs.init(**{**SETTINGS, "metrics__prometheus_port": 0})
+        job(0)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            job(1)
+            os.write(write, rfobs.sdk.active().metrics_url.encode())
+            time.sleep(60)
+            os._exit(0)
+        child_url = os.read(read, 200).decode()
+        import re, urllib.request
+        def identity(url):
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            line = next(line for line in text.splitlines() if line.startswith("target_info{"))
+            wanted = ("service_instance_id", "process_pid")
+            return {k: v for k, v in re.findall(r'(\\w+)="([^"]*)"', line) if k in wanted}
+        print(json.dumps({"parent": identity(telemetry.metrics_url), "child": identity(child_url),
+                          "pids": [os.getpid(), pid]}))
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        rfobs.shutdown()
+        """,
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.splitlines()[0])
+    parent_pid, child_pid = seen["pids"]
+    assert seen["parent"]["process_pid"] == str(parent_pid)
+    assert seen["child"]["process_pid"] == str(child_pid)
+    assert seen["child"]["service_instance_id"] != seen["parent"]["service_instance_id"]
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])

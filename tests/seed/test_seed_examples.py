@@ -240,8 +240,11 @@ POLICY_CHECK = (
             "rate_limiting_feature.py",
             "await call_external_api()\nawait user_action('u-1')",
             [
-                ("researchflow_agents_rate_limit_requests_total", {"limiter": "call_external_api"}),
-                ("researchflow_agents_rate_limit_requests_total", {"limiter": "user_action"}),
+                (
+                    "researchflow_agents_rate_limit_requests_total",
+                    {"limiter": "call_external_api", "decision": "allowed"},
+                ),
+                ("researchflow_agents_rate_limit_requests_total", {"limiter": "user_action", "decision": "allowed"}),
             ],
         ),
     ],
