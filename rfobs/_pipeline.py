@@ -109,7 +109,7 @@ def _resource(settings: Settings) -> Resource:
         # Tells apart the processes of one service, whose metrics would otherwise share one series wherever
         # they meet (a Collector's Prometheus exporter); one set by the user wins. The SDK's own detector: the
         # providers ask it again in a forked child, which so gets an id of its own.
-        "service.instance.id": ServiceInstanceIdResourceDetector().detect().attributes[SERVICE_INSTANCE_ID],
+        "service.instance.id": str(ServiceInstanceIdResourceDetector().detect().attributes[SERVICE_INSTANCE_ID]),
         **settings.service.resource_attributes,
         "service.name": settings.service.name,
         "service.version": settings.service.version,
