@@ -18,16 +18,21 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
 # build NAME MODULE_DIR PACKAGE: go build PACKAGE in MODULE_DIR into $out/NAME unless the sources are unchanged.
 build() {
 	local name=$1 dir=$2 pkg=$3 key
-	key=$(cd "$dir" && find . -maxdepth 1 \( -name '*.go' -o -name 'go.*' \) -print0 | sort -z | xargs -0 cat |
-		sha256sum | cut -c1-16)
+	# The sources, and the Go that builds them: a new Go version or platform rebuilds too.
+	key=$(cd "$dir" && { go env GOVERSION GOOS GOARCH; find . -maxdepth 1 \( -name '*.go' -o -name 'go.*' \) \
+		-print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
 	if [[ -x "$out/$name" && "$(cat "$out/$name.key" 2>/dev/null)" == "$key" ]]; then
 		echo "$out/$name"
 		return
 	fi
 	echo "build-engines: building $name (first build on a machine takes minutes)" >&2
-	local start=$SECONDS
-	(cd "$dir" && go build -ldflags='-s -w' -o "$out/$name.tmp" "$pkg")
-	mv "$out/$name.tmp" "$out/$name"
+	local start=$SECONDS tmp
+	# A file of its own, renamed into place: two builds at once never run or overwrite a half-written binary.
+	tmp=$(mktemp "$out/.$name.XXXXXX")
+	trap 'rm -f "$tmp"' EXIT
+	(cd "$dir" && go build -ldflags='-s -w' -o "$tmp" "$pkg")
+	mv -f "$tmp" "$out/$name"
+	trap - EXIT
 	echo "$key" >"$out/$name.key"
 	echo "build-engines: $name built in $((SECONDS - start)) s" >&2
 	echo "$out/$name"

@@ -107,8 +107,9 @@ def _resource(settings: Settings) -> Resource:
         "process.runtime.version": platform.python_version(),
         "process.executable.name": os.path.basename(sys.executable),
         # Tells apart the processes of one service, whose metrics would otherwise share one series wherever
-        # they meet (a Collector's Prometheus exporter); one set by the user wins. The SDK's own detector: the
-        # providers ask it again in a forked child, which so gets an id of its own.
+        # they meet (a Collector's Prometheus exporter); one set by the user wins in the process that set it.
+        # The SDK's own detector: the providers ask it again in a forked child and merge its answer over the
+        # resource, so every child gets an id of its own (even where the user had set one).
         "service.instance.id": str(ServiceInstanceIdResourceDetector().detect().attributes[SERVICE_INSTANCE_ID]),
         **settings.service.resource_attributes,
         "service.name": settings.service.name,

@@ -217,8 +217,8 @@ class HealthSettings:
     """Seconds a health report is reused, so a probe storm runs the checks once."""
     check_timeout: float = _setting(5.0, parsers.number(0.001, 600.0))
     """Seconds one check may take before it is reported unhealthy ("timed out after Ns")."""
-    interval: float = _setting(30.0, parsers.number(0.0, 86_400.0))
-    """Seconds between the health server's own runs of all checks, keeping health metrics fresh; 0: none."""
+    interval: float = _setting(30.0, parsers.off_or_number(1.0, 86_400.0))
+    """Seconds between the health server's own runs of all checks, keeping health metrics fresh (0: none)."""
     cpu_max_percent: float = _setting(90.0, parsers.number(0.0, 100.0))
     """System CPU use above which the cpu check degrades."""
     memory_max_percent: float = _setting(90.0, parsers.number(0.0, 100.0))

@@ -107,6 +107,22 @@ def number(low: float, high: float) -> Parser:
     return parse
 
 
+def off_or_number(low: float, high: float) -> Parser:
+    """A parser of 0 (off) or a number from `low` to `high`, for a period where a tiny one would be a busy loop."""
+    allowed = f"0 (off) or a number from {low:g} to {high:g}"
+    parsers = (number(0.0, 0.0), number(low, high))
+
+    def parse(value: Any) -> float:
+        for parser in parsers:
+            try:
+                return parser(value)
+            except Invalid:
+                pass
+        raise Invalid(allowed)
+
+    return parse
+
+
 def choice(*options: str, aliases: Mapping[str, str] | None = None, upper: bool = False) -> Parser:
     """A parser of one of `options`, case-insensitive, after `aliases`."""
     allowed = " | ".join(options)

@@ -73,6 +73,13 @@ OTELCOL_EXPORTED = {
         "exporter_send_failed_spans",
         "exporter_send_failed_metric_points",
         "exporter_send_failed_log_records",
+        "exporter_enqueue_failed_spans",
+        "exporter_enqueue_failed_metric_points",
+        "exporter_enqueue_failed_log_records",
+        "receiver_failed_spans",
+        "receiver_failed_metric_points",
+        "receiver_failed_log_records",
+        "processor_tail_sampling_sampling_trace_dropped_too_early",
         "exporter_queue_size",
         "exporter_queue_capacity",
     )
@@ -86,7 +93,7 @@ VARIABLES = ("service", "agent", "environment")
 FAILURE_PANELS = {
     "Agent task error ratio",
     "API call error ratio",
-    "Retries exhausted (share of attempts)",
+    "Retries exhausted (share of calls)",
     "Circuit breaker state (0 closed, 1 half-open, 2 open)",
     "Circuit breaker transitions",
     "Telemetry dropped by rfobs / s",
@@ -142,6 +149,8 @@ def test_alerts_cover_the_agents_the_targets_and_the_collector() -> None:
     for name in ("RfobsAgentTaskErrorRatioHigh", "RfobsApiCallErrorRatioHigh"):
         assert re.search(r"expr: rfobs:\w+_error_ratio:rate5m > 0\.1\n", blocks[name]), name
     assert re.search(r"expr: up == 0\n\s+for: 2m", blocks["RfobsScrapeTargetDown"])
+    # One dropped batch keeps the 5m rate above 0 for 5 minutes: only drops that go on longer may alert.
+    assert re.search(r"expr: rfobs:telemetry_dropped:rate5m > 0\n\s+for: 10m", blocks["RfobsTelemetryDropped"])
     assert re.search(r"expr: absent\(.*researchflow_agents_.*\)\n\s+for: 5m", blocks["RfobsAgentMetricsAbsent"])
 
 
@@ -193,7 +202,7 @@ def test_rules_and_dashboard_use_only_exported_metric_names() -> None:
     assert {"gen_ai_client_token_usage_sum", "gen_ai_client_operation_duration_seconds_bucket"} <= gen_ai
     otelcol = {name for text in texts for name in OTELCOL_METRIC.findall(text)}
     assert otelcol <= OTELCOL_EXPORTED, sorted(otelcol - OTELCOL_EXPORTED)
-    assert "otelcol_receiver_refused_spans" in otelcol
+    assert {"otelcol_receiver_refused_spans", "otelcol_exporter_enqueue_failed_spans"} <= otelcol
 
 
 def test_exported_names_match_docs() -> None:
@@ -285,6 +294,7 @@ HEALTHY_SERIES = [  # (metric, labels, values)
     ("gen_ai_client_operation_duration_seconds_bucket", f'{LLM}, le="+Inf"', "0+1x40"),
     (f"{NS}_llm_cost_usd_total", f'{HEALTHY}, provider="openai", model="gpt-4o"', "0+0.5x40"),
     (f"{NS}_retry_attempts_total", f'{HEALTHY}, operation="arxiv.search", outcome="success"', "0+2x40"),
+    (f"{NS}_retry_attempts_total", f'{HEALTHY}, operation="arxiv.search", outcome="retry"', "0+1x40"),
     (f"{NS}_rate_limit_requests_total", f'{HEALTHY}, limiter="arxiv", decision="allowed"', "0+2x40"),
     (f"{NS}_circuit_breaker_state", f'{HEALTHY}, breaker="semantic_scholar"', "0x40"),
     (f"{NS}_health_check_status", f'{HEALTHY}, check="disk"', "1x40"),

@@ -52,6 +52,15 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTcifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 DB_PASSWORD = "hunter2-correct-horse"
 URL_PASSWORD = "s3cr3t-pw-in-url"
 SECRETS = (OPENAI_KEY, ANTHROPIC_KEY, AWS_KEY_ID, JWT, DB_PASSWORD, URL_PASSWORD)
+ORDINARY = {
+    "agent.task": "task-decomposition-pipeline-v2",
+    "risk": "risk-assessment-of-the-quarterly-report",
+    "secret_name": "prod-db-credentials",
+    "password_file": "/run/secrets/db",
+    "gen_ai.request.max_tokens": 512,
+    "session.id": "s-1",
+    "url.full": "https://api.example.com/v1/chat",
+}
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +263,11 @@ def test_credentials_from_code_rfobs_does_not_scrub_never_reach_jaeger_or_the_lo
                 json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"my key is {ANTHROPIC_KEY}"}]}]),
             )
             span.set_attribute("gen_ai.usage.input_tokens", 12)
+            span.set_attribute("api_token", DB_PASSWORD)
+            span.set_attribute("tool.arguments", json.dumps({"user": "ada", "password": DB_PASSWORD}))
+            # Ordinary values and keys that only look alike must come through untouched.
+            for key, value in ORDINARY.items():
+                span.set_attribute(key, value)
             span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
             try:
                 raise ConnectionError(f"postgres://admin:{URL_PASSWORD}@db/prod refused; client key {OPENAI_KEY}")
@@ -304,6 +318,9 @@ def test_credentials_from_code_rfobs_does_not_scrub_never_reach_jaeger_or_the_lo
     assert plain_tags["redaction.masked.count"] >= 3
     (event,) = [{f["key"]: f["value"] for f in log["fields"]} for log in plain["logs"]]
     assert event["exception.type"] == "ConnectionError"
-    assert event["exception.message"] == "postgres****db/prod refused; client key ****"
-    assert plain_tags["otel.status_description"] == "postgres****db/prod refused; client key ****"
+    assert event["exception.message"] == "postgres://admin****db/prod refused; client key ****"
+    assert plain_tags["otel.status_description"] == "postgres://admin****db/prod refused; client key ****"
+    assert plain_tags["api_token"] == "****"
+    assert plain_tags["tool.arguments"] == '{"user": "ada", "****"}'  # the key goes with the value
+    assert {key: plain_tags[key] for key in ORDINARY} == ORDINARY
     assert "retrying with ****" in log_text and '"attempt"' in log_text

@@ -76,7 +76,9 @@ def test_the_task_counts_of_four_workers_add_up_in_prometheus(tmp_path: Path, me
                 timeout=60,
             )
             # Each worker reports only its own jobs: none counts another's (or the parent's) twice.
-            per_target = server.query('researchflow_agents_agent_tasks_total{job="rfobs-e2e",agent="worker"}')
+            per_target = server.query(
+                'researchflow_agents_agent_tasks_total{job="rfobs-e2e",agent="worker",status="success"}'
+            )
             assert sorted(float(row["value"][1]) for row in per_target) == [float(JOBS_PER_WORKER)] * WORKERS
         stdout, stderr = process.communicate(timeout=90)  # closes stdin: the script lets its workers go
         assert process.returncode == 0, stderr
