@@ -17,7 +17,8 @@ from types import FrameType
 
 import pytest
 
-from tests.e2e.servers import PhoenixHandle, RedisHandle, phoenix, redis_server
+from tests.e2e.phoenix_server import PhoenixHandle, phoenix
+from tests.e2e.redis_server import RedisHandle, redis_server
 
 _E2E_DIR = Path(__file__).resolve().parent
 

@@ -26,7 +26,7 @@ import rfobs
 from rfobs.demo import PLANNER_SNAPSHOT, WRITER_SNAPSHOT, DemoStats, ask_once
 from rfobs.testing import reset_global_telemetry
 from tests.e2e.browser import PNG_SIGNATURE, dump_dom, screenshot
-from tests.e2e.servers import PhoenixHandle
+from tests.e2e.phoenix_server import PhoenixHandle
 from tests.test_demo import ONE_QUESTION_KINDS, ONE_QUESTION_TREE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

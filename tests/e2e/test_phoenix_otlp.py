@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import rfobs
-from tests.e2e.servers import PhoenixHandle
+from tests.e2e.phoenix_server import PhoenixHandle
 
 pytestmark = pytest.mark.usefixtures("clean_globals")
 

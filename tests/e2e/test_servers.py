@@ -18,18 +18,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
 
+from tests.e2e.phoenix_server import PhoenixHandle, phoenix
+from tests.e2e.redis_server import redis_server
 from tests.e2e.servers import (
     APT_INSTALL_HINT,
     HttpStatusError,
     MissingBinaryError,
-    PhoenixHandle,
     ServerStartError,
     WaitTimeoutError,
     free_port,
-    phoenix,
     prometheus,
     promtool_check_metrics,
-    redis_server,
     wait_until,
 )
 

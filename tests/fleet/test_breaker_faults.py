@@ -18,7 +18,7 @@ from rfobs.fleet import RedisBreakerBackend, RedisStore
 from rfobs.fleet.breaker import BreakerFaultPolicy
 from rfobs.instrument import CircuitBreaker
 from rfobs.testing import Capture
-from tests.e2e.servers import RedisHandle, redis_server
+from tests.e2e.redis_server import RedisHandle, redis_server
 from tests.fleet.conftest import keys_without_ttl
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,7 +19,8 @@ from rfobs.fleet import RedisStore, Script, StoreUnavailable
 from rfobs.fleet.breaker import RedisBreakerBackend
 from rfobs.fleet.limiter import RedisRateLimitBackend
 from rfobs.instrument import CircuitBreaker, RateLimiter
-from tests.e2e.servers import DelayProxy, RedisHandle, free_port, redis_server, wait_until
+from tests.e2e.redis_server import DelayProxy, RedisHandle, redis_server
+from tests.e2e.servers import free_port, wait_until
 from tests.fleet.conftest import keys_without_ttl
 
 pytestmark = pytest.mark.timeout(60)

@@ -20,7 +20,8 @@ from rfobs.fleet import RedisRateLimitBackend, RedisStore
 from rfobs.instrument._clock import SystemClock
 from rfobs.instrument.ratelimit import RateLimiter, rate_limit_per_user
 from rfobs.testing import Capture
-from tests.e2e.servers import free_port, redis_server
+from tests.e2e.redis_server import redis_server
+from tests.e2e.servers import free_port
 from tests.instrument.test_ratelimit import hammer_for, windows_over
 
 pytestmark = pytest.mark.timeout(60)

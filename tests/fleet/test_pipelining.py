@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from rfobs.fleet import RedisStore, Script, StoreUnavailable
-from tests.e2e.servers import DelayProxy, RedisHandle, redis_server
+from tests.e2e.redis_server import DelayProxy, RedisHandle, redis_server
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,7 +23,8 @@ from rfobs.fleet.health import RedisCheck
 from rfobs.fleet.wiring import store_from_settings
 from rfobs.health import CheckResult, Status
 from rfobs.instrument import CircuitBreaker
-from tests.e2e.servers import DelayProxy, RedisHandle, free_port
+from tests.e2e.redis_server import DelayProxy, RedisHandle
+from tests.e2e.servers import free_port
 from tests.fleet.conftest import keys_without_ttl
 
 pytestmark = [pytest.mark.usefixtures("clean_globals"), pytest.mark.timeout(60)]
