@@ -69,7 +69,9 @@ FALLBACKS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 # RFOBS_* variables that are not settings: rfobs reads them itself (the first two), or its test suite does.
-_NOT_SETTINGS: Final = frozenset({"RFOBS_ENV", "RFOBS_SETTINGS_FILES", "RFOBS_TEST_OUT", "RFOBS_PHOENIX_VENV"})
+_NOT_SETTINGS: Final = frozenset(
+    {"RFOBS_ENV", "RFOBS_SETTINGS_FILES", "RFOBS_TEST_OUT", "RFOBS_PHOENIX_VENV", "RFOBS_ENGINES_DIR"}
+)
 
 
 def resolve_env(env: str | None) -> tuple[str, str]:
