@@ -43,7 +43,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the Redis launcher lives with the tests
 
-from tests.e2e.servers import redis_server
+from tests.e2e.redis_server import redis_server
 
 EXACT_RATE = 100  # the 100/s limit of the exactness and memory phases
 HUGE_RATE = 1_000_000  # the throughput phase's limit per second: never reached

@@ -198,6 +198,7 @@ def test_the_collector_exposes_the_same_metric_names_as_the_agents_own_endpoint(
 
 def test_with_the_collector_killed_the_outage_alerts_go_pending(demo_minute: DemoMinute) -> None:
     # Ends the Collector for good: the other tests of this module read what they check before it.
+    killed = time.monotonic()
     demo_minute.collector.kill()
     expected = {"RfobsScrapeTargetDown", "RfobsAgentMetricsAbsent"}
 
@@ -213,5 +214,6 @@ def test_with_the_collector_killed_the_outage_alerts_go_pending(demo_minute: Dem
         logs=[demo_minute.prometheus.log_path],
     )
     assert {states[name] for name in expected} <= {"pending", "firing"}
+    print(f"outage alerts {states} {time.monotonic() - killed:.1f} s after the Collector was killed")
     down = demo_minute.prometheus.query("up == 0")
     assert {s["metric"]["job"] for s in down} == {"rfobs-agents", "otel-collector"}
