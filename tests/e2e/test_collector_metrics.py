@@ -215,5 +215,12 @@ def test_with_the_collector_killed_the_outage_alerts_go_pending(demo_minute: Dem
     )
     assert {states[name] for name in expected} <= {"pending", "firing"}
     print(f"outage alerts {states} {time.monotonic() - killed:.1f} s after the Collector was killed")
-    down = demo_minute.prometheus.query("up == 0")
-    assert {s["metric"]["job"] for s in down} == {"rfobs-agents", "otel-collector"}
+    # Both of the Collector's targets go down (each on its own scrape schedule).
+    wait_until(
+        lambda: (
+            {s["metric"]["job"] for s in demo_minute.prometheus.query("up == 0")} == {"rfobs-agents", "otel-collector"}
+        ),
+        30,
+        interval=0.5,
+        what="up == 0 for the jobs rfobs-agents and otel-collector",
+    )
