@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 from rfobs import _check
+from rfobs.exceptions import ConfigError
 from rfobs.instrument.breaker import CircuitBreaker
 from rfobs.instrument.ratelimit import RateLimiter
 from rfobs.instrument.retry import RetryPolicy
@@ -36,7 +37,11 @@ def _retry(value: object) -> RetryPolicy | None:
     if isinstance(value, int):
         return RetryPolicy(max_attempts=value)
     if isinstance(value, Mapping):
-        return RetryPolicy(**cast("Mapping[str, Any]", value))
+        try:
+            return RetryPolicy(**cast("Mapping[str, Any]", value))
+        except (ConfigError, TypeError) as error:  # TypeError: a key that is not a string
+            # Named as the caller wrote it: `@task(retry={...})`, not only the RetryPolicy option inside.
+            raise ConfigError(f"@task(retry={{...}}): {error}") from None
     allowed = "a RetryPolicy, a dict of its options, a number of attempts, True or None"
     raise _check.bad("@task", "retry", value, allowed)
 
