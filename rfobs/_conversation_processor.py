@@ -8,9 +8,10 @@ from typing import Final, cast
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from rfobs import _guard
+from rfobs._start_only import StartOnlyProcessor
 from rfobs.conversation import attributes_from_baggage, current_conversation
 
 __all__ = ["ConversationSpanProcessor"]
@@ -20,7 +21,7 @@ __all__ = ["ConversationSpanProcessor"]
 _BAGGAGE_KEY: Final[str | None] = getattr(baggage, "_BAGGAGE_KEY", None)
 
 
-class ConversationSpanProcessor(SpanProcessor):
+class ConversationSpanProcessor(StartOnlyProcessor, SpanProcessor):
     """Sets `gen_ai.conversation.id`, `session.id`, `user.id` and `metadata` on each span as it starts.
 
     The values come from the innermost `rfobs.conversation()` block in effect; outside any, from the W3C baggage
@@ -54,16 +55,3 @@ class ConversationSpanProcessor(SpanProcessor):
                 span.set_attributes(found)
         except Exception:
             _guard.internal_error("adding the conversation to a span")
-
-    def _on_ending(self, span: Span) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Nothing to do when a span ends."""
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered."""
-        return True

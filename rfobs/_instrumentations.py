@@ -31,6 +31,7 @@ from opentelemetry import trace
 
 from rfobs import _guard
 from rfobs._settings_parsers import Invalid, strings
+from rfobs._start_only import StartOnlyProcessor
 from rfobs.instrument._telemetry import GEN_AI_OPERATION, OPENINFERENCE_KIND, SCOPE
 from rfobs.instrument.llm import OPERATIONS, USAGE_RECORDED_BY
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
     from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+    from opentelemetry.sdk.trace import Span, SpanProcessor
     from opentelemetry.trace import TracerProvider
 
     from rfobs._pipeline import Pipeline
@@ -283,13 +284,13 @@ _INFERENCE: Final = frozenset(OPERATIONS)
 _LLM_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
 
 
-class UsageBelowLLMCallProcessor:
+class UsageBelowLLMCallProcessor(StartOnlyProcessor):
     """A span processor: marks an `@llm_call` span under which another instrumentation's GenAI span starts.
 
     The check runs at span start: rfobs's own spans return at the first comparison; another instrumentation's
     span costs a dictionary look-up, and an attribute set on its parent when that parent is an `@llm_call` span.
-    It has the SDK's `SpanProcessor` methods without subclassing it, so that importing this module (as the
-    settings do, for `instrumentation_names`) does not import the SDK.
+    It does not subclass the SDK's `SpanProcessor`, so that importing this module (as the settings do, for
+    `instrumentation_names`) does not import the SDK.
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -314,16 +315,3 @@ class UsageBelowLLMCallProcessor:
                 parent.set_attribute(USAGE_RECORDED_BY, scope.name)
         except Exception:
             _guard.internal_error("checking a GenAI span for an @llm_call around it")
-
-    def _on_ending(self, span: Span) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Nothing to do at the end."""
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing buffered."""
-        return True
