@@ -68,6 +68,20 @@ def immediate(method: str, path: str) -> tuple[int, bytes] | None:
     return None
 
 
+async def _report_within_bound(checker: HealthChecker) -> asyncio.Future[HealthReport] | None:
+    """`checker.report()`, given `checker.timeout` + `REPORT_MARGIN`: the finished run, or None if it did not finish.
+
+    A run that does not finish is cancelled and abandoned, never waited for: a check may ignore cancellation.
+    """
+    # asyncio.wait, not wait_for: wait_for would wait for a cancellation the check may ignore.
+    running = asyncio.ensure_future(checker.report())
+    try:
+        done, _ = await asyncio.wait({running}, timeout=checker.timeout + REPORT_MARGIN)
+    finally:
+        running.cancel()  # no-op when done; otherwise the run is abandoned (timed out, or the server stops)
+    return running if done and not running.cancelled() else None
+
+
 async def respond(checker: HealthChecker, method: str, path: str) -> tuple[int, bytes]:
     """The status and JSON body for one request; shared by `HealthServer` and the ASGI app.
 
@@ -76,16 +90,10 @@ async def respond(checker: HealthChecker, method: str, path: str) -> tuple[int, 
     """
     if (answer := immediate(method, path)) is not None:
         return answer
-    # asyncio.wait, not wait_for: wait_for would wait for a cancellation the check may ignore.
-    running = asyncio.ensure_future(checker.report())
-    try:
-        done, _ = await asyncio.wait({running}, timeout=checker.timeout + REPORT_MARGIN)
-    finally:
-        running.cancel()  # no-op when done; otherwise the run is abandoned (timed out, or the server stops)
-    if not done or running.cancelled():
+    if (finished := await _report_within_bound(checker)) is None:
         return 503, TIMED_OUT_BODY
     try:
-        report = running.result()
+        report = finished.result()
         body = report_body(report)
     except asyncio.CancelledError:  # a run shared with a request that timed out
         return 503, TIMED_OUT_BODY
@@ -314,19 +322,14 @@ class HealthServer:
     async def _run_checks_every(self, interval: float) -> None:
         """Run the checks now and then every `interval` seconds (from the end of a run) until cancelled."""
         while True:
-            # As `respond` does: a check that ignores cancellation is abandoned after the checker's timeout.
-            running = asyncio.ensure_future(self._scheduled_report())
-            try:
-                await asyncio.wait({running}, timeout=self.checker.timeout + REPORT_MARGIN)
-            finally:
-                running.cancel()
+            if (finished := await _report_within_bound(self.checker)) is not None:
+                try:
+                    finished.result()
+                except asyncio.CancelledError:  # a run shared with a request that timed out
+                    pass
+                except Exception:
+                    _guard.internal_error("running the scheduled health checks")
             await asyncio.sleep(interval)
-
-    async def _scheduled_report(self) -> None:
-        try:
-            await self.checker.report()
-        except Exception:
-            _guard.internal_error("running the scheduled health checks")
 
 
 def _set_done(future: asyncio.Future[None]) -> None:
